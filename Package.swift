@@ -1,0 +1,59 @@
+// swift-tools-version:6.0
+// LoRAKit: parameter-efficient fine-tuning in Swift. Targets are the architecture's layers,
+// lowest first; each depends only on layers below it (see docs/ARCHITECTURE.md).
+import PackageDescription
+
+// Numeric kernels are plain loops that must vectorise: always build them optimised,
+// without bounds checks in the hot paths that opt into unchecked pointers.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "LoRAKit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "lorakit", targets: ["lorakit"]),
+        .library(name: "LoRAKit", targets: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats",
+                                            "PEFT", "Models", "Tokenizers", "Training"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Layer 0: dense Float32 tensors, RNG, BLAS/LAPACK binding, vectorised kernels.
+        .target(name: "TensorCore", swiftSettings: fast, linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        // Layer 1: SVD, QR, low-rank approximation (LAPACK-backed).
+        .target(name: "LinearAlgebra", dependencies: ["TensorCore"], swiftSettings: fast),
+        // Layer 1: reverse-mode autograd over fused ops with hand-written backwards.
+        .target(name: "Autograd", dependencies: ["TensorCore"], swiftSettings: fast),
+        // Layer 2: layers with named parameters, optimizers.
+        .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: fast),
+        // Layer 2: file formats (safetensors, GGUF) and quantized blocks.
+        .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: fast),
+        // Layer 3: PEFT methods (LoRA, AdaLoRA): config, layer, injection.
+        .target(name: "PEFT", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats"], swiftSettings: fast),
+        // Layer 3: tokenizers (byte-level BPE) and chat templates.
+        .target(name: "Tokenizers", dependencies: ["Formats"], swiftSettings: fast),
+        // Layer 4: model families (Llama).
+        .target(name: "Models", dependencies: ["TensorCore", "Autograd", "NN", "Formats", "PEFT", "Tokenizers"], swiftSettings: fast),
+        // Layer 5: data, trainer, experiments.
+        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers"], swiftSettings: fast),
+        // Layer 6: the CLI, one file per subcommand.
+        .executableTarget(name: "lorakit", dependencies: [
+            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+
+        // Shared by the test targets: fixture lookup, tolerances, finite-difference checks.
+        .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
+        .testTarget(name: "LinearAlgebraTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra"]),
+        .testTarget(name: "AutogradTests", dependencies: ["TestSupport", "TensorCore", "Autograd"]),
+        .testTarget(name: "NNTests", dependencies: ["TestSupport", "TensorCore", "Autograd", "NN"]),
+        .testTarget(name: "FormatsTests", dependencies: ["TestSupport", "TensorCore", "Formats"]),
+        .testTarget(name: "PEFTTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT"]),
+        .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Formats", "Tokenizers"]),
+        .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "TensorCore", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers"]),
+        .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

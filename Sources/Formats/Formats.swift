@@ -1,0 +1,1 @@
+// Formats module: see docs/ARCHITECTURE.md

@@ -1,0 +1,1 @@
+// LinearAlgebra module: see docs/ARCHITECTURE.md

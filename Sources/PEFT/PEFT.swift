@@ -1,0 +1,1 @@
+// PEFT module: see docs/ARCHITECTURE.md

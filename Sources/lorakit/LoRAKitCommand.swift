@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct LoRAKitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lorakit",
+        abstract: "Parameter-efficient fine-tuning (LoRA, AdaLoRA) of real pretrained models.",
+        subcommands: [Bench.self])
+}
