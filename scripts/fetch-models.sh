@@ -22,7 +22,11 @@ with zipfile.ZipFile(wheel) as z:
     if not names:
         sys.exit(f"{wheel}: no file matches {pattern}")
     for n in names:
-        target = os.path.join(out, os.path.basename(n))
+        # Keep paths below the pattern's folder (e.g. 1_Pooling/config.json must not clobber config.json).
+        prefix = os.path.dirname(pattern) + "/" if "/" in pattern and "*" not in os.path.dirname(pattern) else None
+        rel = n[len(prefix):] if prefix and n.startswith(prefix) else os.path.basename(n)
+        target = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         with z.open(n) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
 PY
