@@ -1,1 +1,0 @@
-// PEFT module: see docs/ARCHITECTURE.md

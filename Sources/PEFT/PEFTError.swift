@@ -1,0 +1,40 @@
+/// Errors of the PEFT layer. Each names the module, field, tensor or file involved, and how to fix it.
+public enum PEFTError: Error, CustomStringConvertible, Equatable {
+    case invalidConfig(field: String, reason: String)
+    case noTargetMatched(targets: String, available: [String])
+    case unknownModule(String, available: [String])
+    case adapterExists(String)
+    case unknownAdapter(String, available: [String])
+    case adapterMerged(String)
+    case nonFiniteMerge(adapter: String, module: String)
+    case shapeMismatch(tensor: String, expected: [Int], got: [Int])
+    case missingTensor(String, file: String)
+    case unexpectedTensor(String, file: String)
+    case file(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidConfig(field, reason): return "invalid adapter config: `\(field)`: \(reason)"
+        case let .noTargetMatched(targets, available):
+            return "target_modules \(targets) matched no module of the model. Linear modules available: "
+                + Self.summarise(available)
+        case let .unknownModule(name, available): return "no module named '\(name)'. Available: " + Self.summarise(available)
+        case let .adapterExists(name): return "an adapter named '\(name)' already exists"
+        case let .unknownAdapter(name, available): return "adapter '\(name)' does not exist (have: \(available.joined(separator: ", ")))"
+        case let .adapterMerged(name): return "adapter '\(name)' is merged into the base weights; unmerge it first"
+        case let .nonFiniteMerge(adapter, module):
+            return "merging adapter '\(adapter)' into \(module) gives NaN/Inf weights: the adapter seems broken (base left untouched)"
+        case let .shapeMismatch(tensor, expected, got): return "tensor '\(tensor)': expected shape \(expected), got \(got)"
+        case let .missingTensor(name, file): return "\(file): missing tensor '\(name)'"
+        case let .unexpectedTensor(name, file): return "\(file): tensor '\(name)' does not belong to any adapted module"
+        case let .file(path, reason): return "\(path): \(reason)"
+        }
+    }
+
+    /// Module lists can be long (a 30-layer model has 210 linears): show the distinct leaf names and a few paths.
+    static func summarise(_ names: [String]) -> String {
+        let leaves = Array(Set(names.map { $0.split(separator: ".").last.map(String.init) ?? $0 })).sorted()
+        let examples = names.prefix(4).joined(separator: ", ")
+        return "\(leaves.joined(separator: ", ")) (\(names.count) modules, e.g. \(examples))"
+    }
+}
