@@ -1,0 +1,73 @@
+// Adapters on disk in Hugging Face PEFT's format, so they move both ways between LoRAKit and PEFT:
+//   adapter_config.json        PEFT field names, sorted keys
+//   adapter_model.safetensors  base_model.model.<module>.lora_A.weight [r, in], lora_B.weight [out, r], F32
+import Foundation
+import TensorCore
+import Autograd
+import Formats
+
+public enum AdapterFiles {
+    public static let configName = "adapter_config.json"
+    public static let weightsName = "adapter_model.safetensors"
+    static let keyPrefix = "base_model.model."
+
+    /// Writes one adapter. Each file is written to a temporary name and renamed, so an interrupted save never
+    /// leaves a half-written adapter and never destroys the previous one.
+    public static func saveLoRA(_ model: AdaptableModel, adapter name: String = "default", config: LoRAConfig, to directory: URL) throws {
+        let params = model.adapterParameters(name)
+        guard !params.isEmpty else { throw PEFTError.unknownAdapter(name, available: model.adapterNames) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let entries = params.map { SafeTensorsEntry.float(keyPrefix + $0.0, $0.1.value) }
+        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(weightsName))
+        try writeAtomically(JSONValue.serialize(config.jsonObject()), to: directory.appendingPathComponent(configName))
+    }
+
+    /// Loads a PEFT LoRA adapter onto the model as adapter `name`. Unknown keys are reported and ignored, like PEFT.
+    @discardableResult
+    public static func loadLoRA(into model: AdaptableModel, from directory: URL, as name: String = "default") throws -> LoRAConfig {
+        let configURL = directory.appendingPathComponent(configName), weightsURL = directory.appendingPathComponent(weightsName)
+        guard FileManager.default.fileExists(atPath: configURL.path) else { throw PEFTError.file(path: configURL.path, reason: "not found") }
+        guard FileManager.default.fileExists(atPath: weightsURL.path) else { throw PEFTError.file(path: weightsURL.path, reason: "not found") }
+        let config = try LoRAConfig.load(from: configURL)
+        try config.validate()
+        let file = try SafeTensorsFile(contentsOf: weightsURL)
+        let layers = try model.targetedLinears(config)
+        if layers.contains(where: { $0.adapter(named: name) != nil }) { throw PEFTError.adapterExists(name) }
+        var used = Set<String>()
+        var branches: [(AdaptedLinear, LoRABranch)] = []
+        for layer in layers {
+            func load(_ suffix: String) throws -> Tensor {
+                // PEFT drops the adapter name on save; accept files that kept it (".default.weight") too.
+                let candidates = [keyPrefix + layer.path + "." + suffix + ".weight", keyPrefix + layer.path + "." + suffix + ".\(name).weight"]
+                guard let key = candidates.first(where: file.contains) else { throw PEFTError.missingTensor(candidates[0], file: weightsURL.path) }
+                used.insert(key)
+                return try file.tensor(key)
+            }
+            let a = try load("lora_A"), b = try load("lora_B")
+            let (r, alpha, _) = try config.resolved(for: layer.path)
+            guard a.shape == [r, layer.inFeatures] else { throw PEFTError.shapeMismatch(tensor: keyPrefix + layer.path + ".lora_A.weight", expected: [r, layer.inFeatures], got: a.shape) }
+            guard b.shape == [layer.outFeatures, r] else { throw PEFTError.shapeMismatch(tensor: keyPrefix + layer.path + ".lora_B.weight", expected: [layer.outFeatures, r], got: b.shape) }
+            let branch = try LoRABranch(a: Variable(a, requiresGrad: true, name: layer.path + ".lora_A.weight"),
+                                        b: Variable(b, requiresGrad: true, name: layer.path + ".lora_B.weight"),
+                                        alpha: alpha, useRSLoRA: config.useRSLoRA, dropout: Float(config.loraDropout))
+            branches.append((layer, branch))
+        }
+        // Attach only once everything loaded: a bad file leaves the model as it was.
+        for (layer, branch) in branches { try layer.addAdapter(name, branch) }
+        let unused = file.names.filter { !used.contains($0) }
+        if !unused.isEmpty { PEFTDiagnostics.warn("\(weightsURL.path): ignored \(unused.count) tensors not used by this model, e.g. \(unused[0])") }
+        return config
+    }
+
+    static func writeAtomically(_ data: Data, to url: URL) throws {
+        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
+        do { try data.write(to: tmp) } catch {
+            throw PEFTError.file(path: url.path, reason: "cannot write (\(error.localizedDescription))")
+        }
+        // rename(2) replaces the old file in one step: readers see the old or the new file, never a mix.
+        if rename(tmp.path, url.path) != 0 {
+            try? FileManager.default.removeItem(at: tmp)
+            throw PEFTError.file(path: url.path, reason: "cannot replace (errno \(errno))")
+        }
+    }
+}
