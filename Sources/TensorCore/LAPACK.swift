@@ -1,10 +1,12 @@
 // Row-major wrappers over the few LAPACK routines LoRAKit needs: SVD (sgesdd, sgesvd fallback) and
 // Householder QR (sgeqrf + sorgqr). Callers pass and receive row-major tensors and never see lda/lwork.
 //
-// LAPACK is column-major: a row-major [m, n] buffer, read column-major, is Aᵀ ([n, m]).
-//  - SVD factors that buffer as is: Aᵀ = U'·S·V'ᵀ, so A = V'·S·U'ᵀ, and LAPACK's column-major outputs,
-//    read row-major, are already our U (= V'ᵀ's buffer) and Vᵀ (= U''s buffer). No copies.
-//  - QR needs A itself, so the input is transposed into a column-major scratch buffer and Q, R come back out.
+// LAPACK is column-major: a row-major [m, n] buffer, read column-major, is Aᵀ ([n, m]). Factoring that buffer
+// as is would work for the SVD (Aᵀ = U'SV'ᵀ gives A = V'SU'ᵀ), but torch.linalg.svd factors A itself and
+// the two choose different singular-vector signs (on the PiSSA fixture, A's layout matches torch's signs for
+// every square weight; MKL and OpenBLAS still differ on some pairs of wide ones, so never rely on signs).
+// So, as for QR (which needs A itself), the input is transposed into a column-major scratch buffer and the
+// factors are transposed back: O(m·n) copies next to O(m·n·min(m, n)) work.
 // Every routine is called twice: once with lwork = -1 (workspace query), then with the optimal workspace.
 import Foundation
 #if canImport(Accelerate)
@@ -15,18 +17,29 @@ public enum LAPACK {
     /// Thin (`full: false`: U [m,k], Vᵀ [k,n]) or full (U [m,m], Vᵀ [n,n]) SVD A = U·diag(S)·Vᵀ of a row-major
     /// [m, n] matrix, k = min(m, n), S [k] descending. Uses sgesdd, retrying with sgesvd if it does not converge.
     public static func gesdd(_ a: Tensor, full: Bool = false) throws -> (u: Tensor, s: Tensor, vt: Tensor) {
-        let (m, n) = try matrixShape(a, routine: "sgesdd")
+        try svd(a, full: full, divideAndConquer: true)
+    }
+
+    /// The same decomposition by sgesvd (QR iteration): slower than `gesdd` but the most robust; `gesdd` falls
+    /// back to it when divide and conquer does not converge.
+    public static func gesvd(_ a: Tensor, full: Bool = false) throws -> (u: Tensor, s: Tensor, vt: Tensor) {
+        try svd(a, full: full, divideAndConquer: false)
+    }
+
+    private static func svd(_ a: Tensor, full: Bool, divideAndConquer: Bool) throws -> (u: Tensor, s: Tensor, vt: Tensor) {
+        let routine = divideAndConquer ? "sgesdd" : "sgesvd"
+        let (m, n) = try matrixShape(a, routine: routine)
         let k = min(m, n)
         let uShape = [m, full ? m : k], vtShape = [full ? n : k, n]
         guard !full || max(m, n) * max(m, n) < Int(Int32.max) else {
-            throw TensorError.invalidShape(a.shape, reason: "sgesdd: a full basis of \(max(m, n))^2 elements is beyond 32-bit LAPACK")
+            throw TensorError.invalidShape(a.shape, reason: "\(routine): a full basis of \(max(m, n))^2 elements is beyond 32-bit LAPACK")
         }
         if k == 0 {  // Nothing to factor; a full basis of an empty-rank matrix is the identity.
             return (full ? identity(m) : Tensor(zeros: uShape), Tensor(zeros: [0]), full ? identity(n) : Tensor(zeros: vtShape))
         }
-        try checkFinite(a, rows: m, columns: n, routine: "sgesdd")
+        try checkFinite(a, rows: m, columns: n, routine: routine)
         var u = Tensor(zeros: uShape), s = Tensor(zeros: [k]), vt = Tensor(zeros: vtShape)
-        try factorSVD(a, rows: m, columns: n, job: full ? .full : .thin, u: &u, s: &s, vt: &vt)
+        try factorSVD(a, rows: m, columns: n, job: full ? .full : .thin, divideAndConquer: divideAndConquer, u: &u, s: &s, vt: &vt)
         return (u, s, vt)
     }
 
@@ -37,7 +50,7 @@ public enum LAPACK {
         if min(m, n) == 0 { return s }
         try checkFinite(a, rows: m, columns: n, routine: "sgesdd")
         var u = Tensor(zeros: [1]), vt = Tensor(zeros: [1])  // not referenced by LAPACK for jobz = 'N'
-        try factorSVD(a, rows: m, columns: n, job: .valuesOnly, u: &u, s: &s, vt: &vt)
+        try factorSVD(a, rows: m, columns: n, job: .valuesOnly, divideAndConquer: true, u: &u, s: &s, vt: &vt)
         return s
     }
 
@@ -82,31 +95,38 @@ public enum LAPACK {
 
     private enum SVDJob { case valuesOnly, thin, full }
 
-    /// Runs sgesdd on the row-major buffer (as column-major Aᵀ [n, m]); on non-convergence (info > 0) runs sgesvd.
-    /// `u`, `vt` receive our row-major U and Vᵀ: LAPACK's "VT" output is our U, its "U" output our Vᵀ.
-    private static func factorSVD(_ a: Tensor, rows m: Int, columns n: Int, job: SVDJob,
+    /// Runs sgesdd (or, with `divideAndConquer: false`, sgesvd) on a column-major copy of A (as torch.linalg.svd
+    /// does, not on Aᵀ); sgesdd's non-convergence (info > 0) retries with sgesvd.
+    /// Fills row-major `u` [m, ucols], `s` [k], `vt` [vtrows, n].
+    private static func factorSVD(_ a: Tensor, rows m: Int, columns n: Int, job: SVDJob, divideAndConquer: Bool,
                                   u: inout Tensor, s: inout Tensor, vt: inout Tensor) throws {
-        let k = min(m, n)
-        // LAPACK's problem is [n, m]: its U is [n, ucols] (ldu = n), its VT is [vtrows, m] (ldvt = vtrows).
-        let lapackU = (ld: Int32(job == .valuesOnly ? 1 : n), code: job == .full ? "A" : job == .thin ? "S" : "N")
-        let lapackVTRows = Int32(job == .valuesOnly ? 1 : job == .full ? m : k)
-        let (mm, nn) = (Int32(n), Int32(m))
+        let k = min(m, n), vectors = job != .valuesOnly
+        let code = job == .full ? "A" : job == .thin ? "S" : "N"
+        let uColumns = job == .full ? m : k, vtRows = job == .full ? n : k
+        // Column-major LAPACK outputs: U [m, uColumns] with ldu = m, VT [vtRows, n] with ldvt = vtRows.
+        var columnU = [Float](repeating: 0, count: vectors ? m * uColumns : 1)
+        var columnVT = [Float](repeating: 0, count: vectors ? vtRows * n : 1)
+        let (ldu, ldvt) = (Int32(vectors ? m : 1), Int32(vectors ? vtRows : 1))
+        var columnA = [Float](repeating: 0, count: m * n)  // column-major [m, n] = row-major [n, m]
+        a.withUnsafeBufferPointer { src in
+            columnA.withUnsafeMutableBufferPointer { dst in transpose(src.baseAddress!, rows: m, columns: n, into: dst.baseAddress!) }
+        }
+        let (m32, n32) = (Int32(m), Int32(n))
         var iwork = [Int32](repeating: 0, count: 8 * k)
         func attempt(divideAndConquer: Bool) throws -> Int32 {
-            var scratch = a  // LAPACK destroys its input; this triggers the copy-on-write.
+            var scratch = columnA  // LAPACK destroys its input; keep the original for the fallback.
             return try scratch.withUnsafeMutableBufferPointer { pa in
                 try s.withUnsafeMutableBufferPointer { ps in
-                    try vt.withUnsafeMutableBufferPointer { pvt in      // LAPACK's U
-                        try u.withUnsafeMutableBufferPointer { pu in    // LAPACK's VT
+                    try columnU.withUnsafeMutableBufferPointer { pu in
+                        try columnVT.withUnsafeMutableBufferPointer { pvt in
                             try iwork.withUnsafeMutableBufferPointer { pi in
                                 let call: (UnsafeMutablePointer<Float>, Int32) throws -> Int32 = { work, lwork in
                                     if divideAndConquer {
-                                        return try callGESDD(lapackU.code, mm, nn, pa.baseAddress!, mm, ps.baseAddress!,
-                                                             pvt.baseAddress!, lapackU.ld, pu.baseAddress!, lapackVTRows,
-                                                             work, lwork, pi.baseAddress!)
+                                        return try callGESDD(code, m32, n32, pa.baseAddress!, m32, ps.baseAddress!,
+                                                             pu.baseAddress!, ldu, pvt.baseAddress!, ldvt, work, lwork, pi.baseAddress!)
                                     }
-                                    return try callGESVD(lapackU.code, lapackU.code, mm, nn, pa.baseAddress!, mm, ps.baseAddress!,
-                                                         pvt.baseAddress!, lapackU.ld, pu.baseAddress!, lapackVTRows, work, lwork)
+                                    return try callGESVD(code, code, m32, n32, pa.baseAddress!, m32, ps.baseAddress!,
+                                                         pu.baseAddress!, ldu, pvt.baseAddress!, ldvt, work, lwork)
                                 }
                                 let routine = divideAndConquer ? "sgesdd" : "sgesvd"
                                 let size = try queryWorkspace(routine: routine, call)
@@ -117,10 +137,19 @@ public enum LAPACK {
                 }
             }
         }
-        let info = try attempt(divideAndConquer: true)
+        let info = try attempt(divideAndConquer: divideAndConquer)
+        if info > 0 && !divideAndConquer { throw TensorError.lapackFailure(routine: "sgesvd", info: Int(info)) }
         if info > 0 {
             let fallbackInfo = try attempt(divideAndConquer: false)
             if fallbackInfo != 0 { throw TensorError.lapackFailure(routine: "sgesvd (after sgesdd info \(info))", info: Int(fallbackInfo)) }
+        }
+        guard vectors else { return }
+        // Column-major U [m, uColumns] is row-major [uColumns, m]; likewise VT [vtRows, n] is row-major [n, vtRows].
+        columnU.withUnsafeBufferPointer { src in
+            u.withUnsafeMutableBufferPointer { dst in transpose(src.baseAddress!, rows: uColumns, columns: m, into: dst.baseAddress!) }
+        }
+        columnVT.withUnsafeBufferPointer { src in
+            vt.withUnsafeMutableBufferPointer { dst in transpose(src.baseAddress!, rows: n, columns: vtRows, into: dst.baseAddress!) }
         }
     }
 
