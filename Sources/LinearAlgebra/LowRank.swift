@@ -76,8 +76,8 @@ public func reconstructionError(original: Tensor, approximation: Tensor) throws 
 /// `rank` may be 0...singularValues.count.
 public func eckartYoungBound(singularValues: [Float], rank: Int) throws -> (frobenius: Float, spectral: Float) {
     guard (0...singularValues.count).contains(rank) else {
-        throw LinearAlgebraError.rankOutOfRange(operation: "eckartYoungBound", rank: rank, shape: [singularValues.count],
-                                                allowed: 0...singularValues.count)
+        throw LinearAlgebraError.invalidArgument(operation: "eckartYoungBound", argument: "rank",
+                                                 reason: "\(rank) is outside 0...\(singularValues.count) (the number of singular values)")
     }
     if let bad = singularValues.firstIndex(where: { !($0.isFinite && $0 >= 0) }) {
         throw LinearAlgebraError.invalidArgument(operation: "eckartYoungBound", argument: "singularValues",

@@ -22,7 +22,7 @@ final class LinearAlgebraErrorTests: XCTestCase {
                      try lowRankApproximation(matrix, rank: -3))
         assertThrows(.rankOutOfRange(operation: "randomizedSVD", rank: 30, shape: [40, 25], allowed: 1...25),
                      try randomizedSVD(matrix, rank: 30, rng: &rng))
-        assertThrows(.rankOutOfRange(operation: "eckartYoungBound", rank: 4, shape: [3], allowed: 0...3),
+        assertThrows(.invalidArgument(operation: "eckartYoungBound", argument: "rank", reason: "4 is outside 0...3 (the number of singular values)"),
                      try eckartYoungBound(singularValues: [3, 2, 1], rank: 4))
         assertThrows(.rankOutOfRange(operation: "truncatedSVD", rank: 1, shape: [0, 5], allowed: 1...1),
                      try truncatedSVD(Tensor(zeros: [0, 5]), rank: 1))
