@@ -33,19 +33,27 @@ final class BLASLibrary: @unchecked Sendable {
     typealias SORGQR = @convention(c) (UnsafePointer<Int32>, UnsafePointer<Int32>, UnsafePointer<Int32>,
                                        UnsafeMutablePointer<Float>, UnsafePointer<Int32>, UnsafePointer<Float>,
                                        UnsafeMutablePointer<Float>, UnsafePointer<Int32>, UnsafeMutablePointer<Int32>) -> Void
+    // sgesvd: the slower QR-iteration SVD, used when sgesdd's divide and conquer does not converge.
+    typealias SGESVD = @convention(c) (UnsafePointer<CChar>, UnsafePointer<CChar>, UnsafePointer<Int32>, UnsafePointer<Int32>,
+                                       UnsafeMutablePointer<Float>, UnsafePointer<Int32>, UnsafeMutablePointer<Float>,
+                                       UnsafeMutablePointer<Float>?, UnsafePointer<Int32>, UnsafeMutablePointer<Float>?,
+                                       UnsafePointer<Int32>, UnsafeMutablePointer<Float>, UnsafePointer<Int32>,
+                                       UnsafeMutablePointer<Int32>, Int, Int) -> Void
 
     let sgemm: SGEMM
     let sgemv: SGEMV
     let sgesdd: SGESDD
     let sgeqrf: SGEQRF
     let sorgqr: SORGQR
+    let sgesvd: SGESVD
     let setThreads: SetThreads?
     let coreName: CoreName?
     let path: String
 
-    init(sgemm: SGEMM, sgemv: SGEMV, sgesdd: SGESDD, sgeqrf: SGEQRF, sorgqr: SORGQR,
+    init(sgemm: SGEMM, sgemv: SGEMV, sgesdd: SGESDD, sgeqrf: SGEQRF, sorgqr: SORGQR, sgesvd: SGESVD,
          setThreads: SetThreads?, coreName: CoreName?, path: String) {
         self.sgemm = sgemm; self.sgemv = sgemv; self.sgesdd = sgesdd; self.sgeqrf = sgeqrf; self.sorgqr = sorgqr
+        self.sgesvd = sgesvd
         self.setThreads = setThreads; self.coreName = coreName; self.path = path
     }
 
@@ -70,10 +78,10 @@ final class BLASLibrary: @unchecked Sendable {
             }
             guard let gemm = sym("cblas_sgemm", SGEMM.self), let gemv = sym("cblas_sgemv", SGEMV.self),
                   let gesdd = sym("sgesdd_", SGESDD.self), let geqrf = sym("sgeqrf_", SGEQRF.self),
-                  let orgqr = sym("sorgqr_", SORGQR.self) else {
-                errors.append("\(path): missing cblas_sgemm/sgesdd_/sgeqrf_/sorgqr_"); continue
+                  let orgqr = sym("sorgqr_", SORGQR.self), let gesvd = sym("sgesvd_", SGESVD.self) else {
+                errors.append("\(path): missing cblas_sgemm/sgesdd_/sgeqrf_/sorgqr_/sgesvd_"); continue
             }
-            let lib = BLASLibrary(sgemm: gemm, sgemv: gemv, sgesdd: gesdd, sgeqrf: geqrf, sorgqr: orgqr,
+            let lib = BLASLibrary(sgemm: gemm, sgemv: gemv, sgesdd: gesdd, sgeqrf: geqrf, sorgqr: orgqr, sgesvd: gesvd,
                                   setThreads: sym("openblas_set_num_threads", SetThreads.self),
                                   coreName: sym("openblas_get_corename", CoreName.self), path: path)
             lib.setThreads?(Int32(Parallel.threadCount))

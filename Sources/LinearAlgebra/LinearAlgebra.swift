@@ -1,1 +1,0 @@
-// LinearAlgebra module: see docs/ARCHITECTURE.md
