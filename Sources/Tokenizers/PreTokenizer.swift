@@ -44,6 +44,18 @@ public enum PreTokenizer: String, CaseIterable, Sendable {
     /// Hugging Face's `ignore_merges` for Llama 3).
     public var ignoresMergesForKnownWords: Bool { self == .llama3 }
 
+    /// The pieces of `text`, in order; joined they give `text` back.
+    public func split(_ text: String) -> [String] {
+        let scalarText = ScalarText(text.unicodeScalars)
+        var pieces: [Range<Int>] = []
+        split(scalarText, 0..<scalarText.count, into: &pieces)
+        return pieces.map { range in
+            var view = String.UnicodeScalarView()
+            view.append(contentsOf: scalarText.scalars[range])
+            return String(view)
+        }
+    }
+
     /// Appends the pieces of `range` (indices into `text`) to `pieces`, in order, covering the range.
     func split(_ text: ScalarText, _ range: Range<Int>, into pieces: inout [Range<Int>]) {
         switch self {
