@@ -6,13 +6,17 @@ import Foundation
 
 /// The fields of tokenizer_config.json this package uses.
 public struct TokenizerConfig: Equatable, Sendable {
-    /// Text of the BOS / EOS / unknown / padding tokens (each may be absent).
+    /// Text of the BOS token (bos_token).
     public var bosToken: String?
+    /// Text of the EOS token (eos_token).
     public var eosToken: String?
+    /// Text of the unknown token (unk_token).
     public var unknownToken: String?
+    /// Text of the padding token (pad_token).
     public var paddingToken: String?
-    /// add_bos_token / add_eos_token when present.
+    /// add_bos_token, when present.
     public var addBOSToken: Bool?
+    /// add_eos_token, when present.
     public var addEOSToken: Bool?
     /// The Jinja chat template ("default" one when several are named).
     public var chatTemplate: String?

@@ -109,6 +109,38 @@ final class HuggingFaceTokenizerTests: XCTestCase {
         }
     }
 
+    /// ignore_merges (Llama 3) emits a piece that is a vocabulary entry as is; an NFC normalizer composes input.
+    func testIgnoreMergesAndNFCNormalizer() throws {
+        func load(_ edit: (inout [String: Any]) -> Void) throws -> BPETokenizer {
+            var root = try JSONSerialization.jsonObject(with: Data(contentsOf: stringMerges)) as! [String: Any]
+            edit(&root)
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("tok-\(UUID().uuidString).json")
+            defer { try? FileManager.default.removeItem(at: url) }
+            try JSONSerialization.data(withJSONObject: root).write(to: url)
+            return try BPETokenizer(huggingFaceTokenizer: url)
+        }
+        func setModel(_ root: inout [String: Any], ignoreMerges: Bool) {
+            var model = root["model"] as! [String: Any]
+            var vocab = model["vocab"] as! [String: Any]
+            vocab["yes"] = 35   // reachable by no merge
+            model["vocab"] = vocab
+            model["ignore_merges"] = ignoreMerges
+            root["model"] = model
+        }
+        let merging = try load { setModel(&$0, ignoreMerges: false) }
+        let whole = try load { setModel(&$0, ignoreMerges: true) }
+        XCTAssertFalse(merging.ignoresMerges)
+        XCTAssertTrue(whole.ignoresMerges)
+        XCTAssertEqual(merging.encode("yes yes", addSpecialTokens: false, parseSpecialTokens: true), [22, 14, 19, 3, 22, 14, 19])
+        XCTAssertEqual(whole.encode("yes yes", addSpecialTokens: false, parseSpecialTokens: true), [35, 3, 22, 14, 19])
+
+        let nfc = try load { $0["normalizer"] = ["type": "NFC"] }
+        XCTAssertTrue(nfc.normalizesToNFC)
+        XCTAssertEqual(nfc.encode("he\u{301}llo"), nfc.encode("h\u{E9}llo"))
+        let plain = try load { _ in }
+        XCTAssertNotEqual(plain.encode("he\u{301}llo"), plain.encode("h\u{E9}llo"))
+    }
+
     /// Sequence pre-tokenizers map to the named rules.
     func testPreTokenizerShapes() throws {
         func load(preTokenizer: [String: Any]) throws -> BPETokenizer {

@@ -111,5 +111,38 @@ final class SmolLMTokenizerTests: XCTestCase {
         print(String(format: "encode %d bytes -> %d tokens: cold %.1f ms (%.0f tokens/s), warm %.1f ms (%.0f tokens/s)",
                      text.utf8.count, ids.count, cold * 1000, Double(ids.count) / cold, warm * 1000, Double(ids.count) / warm))
         XCTAssertLessThan(cold, 2.0, "100 KB should encode well within 2 s")
+
+        // Worst case for merging: ~100 KB of Chinese without spaces is one pre-tokenizer piece of 33k scalars.
+        let chinese = String(repeating: "我爱自然语言处理今天天气很好", count: 2400)
+        let start3 = Date()
+        let chineseIDs = t.encode(chinese)
+        let single = Date().timeIntervalSince(start3)
+        XCTAssertEqual(Array(try t.decode(chineseIDs).utf8), Array(chinese.utf8))
+        print(String(format: "encode %d bytes of unbroken Chinese (one piece) -> %d tokens: %.1f ms (%.0f tokens/s)",
+                     chinese.utf8.count, chineseIDs.count, single * 1000, Double(chineseIDs.count) / single))
+        XCTAssertLessThan(single, 2.0)
+
+        // Few cache hits: ~100 KB of pseudo-random lowercase words (almost every piece new).
+        var state: UInt64 = 42
+        var words: [String] = []
+        var size = 0
+        while size < 100_000 {
+            var word = " "
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            for _ in 0..<(3 + Int(state >> 61)) {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                word.unicodeScalars.append(Unicode.Scalar(UInt8(97 + (state >> 33) % 26)))
+            }
+            words.append(word)
+            size += word.utf8.count
+        }
+        let randomText = words.joined()
+        let start4 = Date()
+        let randomIDs = t.encode(randomText)
+        let uncached = Date().timeIntervalSince(start4)
+        XCTAssertEqual(try t.decode(randomIDs), randomText)
+        print(String(format: "encode %d bytes of random words -> %d tokens: %.1f ms (%.0f tokens/s)",
+                     randomText.utf8.count, randomIDs.count, uncached * 1000, Double(randomIDs.count) / uncached))
+        XCTAssertLessThan(uncached, 2.0)
     }
 }
