@@ -1,1 +1,0 @@
-// Tokenizers module: see docs/ARCHITECTURE.md
