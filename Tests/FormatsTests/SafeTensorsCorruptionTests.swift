@@ -166,6 +166,8 @@ final class SafeTensorsCorruptionTests: XCTestCase {
                       .invalidMetadata(path: label, key: "__metadata__", reason: "must be an object of strings, got an array"))
         assertRejects(image("{\"__metadata__\":{\"k\":\"a\",\"k\":\"b\"}}"),
                       .invalidMetadata(path: label, key: "k", reason: "appears more than once"))
+        assertRejects(image("{\"__metadata__\":{},\"__metadata__\":{}}"),
+                      .invalidMetadata(path: label, key: "__metadata__", reason: "appears more than once"))
     }
 
     func testDuplicateNames() {

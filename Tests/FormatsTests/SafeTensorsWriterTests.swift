@@ -41,15 +41,20 @@ final class SafeTensorsWriterTests: XCTestCase {
         ]
         let ours = try SafeTensorsWriter.serialize(entries, metadata: ["format": "pt"])
         let theirs = [UInt8](try Data(contentsOf: url))
-        XCTAssertEqual(ours.count, theirs.count)
-        let firstDifference = zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset
-        XCTAssertNil(firstDifference, "first differing byte at \(firstDifference ?? -1)")
+        assertSameBytes(ours, theirs)
         XCTAssertEqual(reference.names, ["ids.i64", "weights.f64", oddName, "empty.lora_A", "scale", "weights.f32",
                                          "ids.i32", "alpha", "weights.bf16", "empty.lora_B", "weights.f16"])
         // And the same through the atomic file path.
         let written = directory.appendingPathComponent("copy.safetensors")
         try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: written)
-        XCTAssertEqual([UInt8](try Data(contentsOf: written)), theirs)
+        assertSameBytes([UInt8](try Data(contentsOf: written)), theirs)
+    }
+
+    /// Compares two file images, reporting the first differing byte rather than dumping both.
+    private func assertSameBytes(_ ours: [UInt8], _ theirs: [UInt8], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(ours.count, theirs.count, "file sizes", file: file, line: line)
+        let first = zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        XCTAssertNil(first, "first differing byte at \(first ?? -1)", file: file, line: line)
     }
 
     func testHeaderIsPaddedWithSpacesToMultipleOfEight() throws {
@@ -157,6 +162,8 @@ final class SafeTensorsWriterTests: XCTestCase {
             ([.int64("ids", [1, 2, 3], shape: [2, 2])],
              .elementCountMismatch(path: url.path, tensor: "ids", shape: [2, 2], count: 3)),
             ([.int32("ids", [1], shape: [-1])], .elementCountMismatch(path: url.path, tensor: "ids", shape: [-1], count: 1)),
+            ([.int64("ids", [1], shape: [Int.max, 2])],
+             .elementCountMismatch(path: url.path, tensor: "ids", shape: [Int.max, 2], count: 1)),
         ]
         for (entries, expected) in failures {
             XCTAssertThrowsError(try SafeTensorsWriter.write(entries, to: url)) { error in

@@ -44,9 +44,8 @@ enum SafeTensorsElementConversion {
             switch dtype {
             case .f32:
                 // Little-endian host: the file bytes are the floats.
-                (destination + range.lowerBound).withMemoryRebound(to: UInt8.self, capacity: range.count * 4) {
-                    $0.update(from: (source + range.lowerBound * 4).assumingMemoryBound(to: UInt8.self), count: range.count * 4)
-                }
+                UnsafeMutableRawPointer(destination + range.lowerBound)
+                    .copyMemory(from: source + range.lowerBound * 4, byteCount: range.count * 4)
             case .f64:
                 for i in range { destination[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))) }
             case .f16:

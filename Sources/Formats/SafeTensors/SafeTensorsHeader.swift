@@ -50,10 +50,13 @@ struct SafeTensorsHeader {
         var tensors: [SafeTensorsTensorInfo] = []
         var seen = Set<String>()
         for (name, value) in members {
-            guard seen.insert(name).inserted else { throw SafeTensorsError.duplicateTensor(path: path, tensor: name) }
             if name == "__metadata__" {
+                guard metadata == nil else {
+                    throw SafeTensorsError.invalidMetadata(path: path, key: name, reason: "appears more than once")
+                }
                 metadata = try parseMetadata(value, path: path)
             } else {
+                guard seen.insert(name).inserted else { throw SafeTensorsError.duplicateTensor(path: path, tensor: name) }
                 tensors.append(try parseEntry(name: name, value, bufferSize: bufferSize, path: path))
             }
         }

@@ -144,7 +144,13 @@ public enum SafeTensorsWriter {
     }
 
     private static func checkCount(_ count: Int, _ entry: SafeTensorsEntry, path: String) throws {
-        guard entry.shape.allSatisfy({ $0 >= 0 }), entry.shape.reduce(1, *) == count else {
+        // Overflow-checked product: a hostile shape such as [Int.max, 2] must be an error, not a trap.
+        let elements = entry.shape.reduce(Optional(1)) { product, dim in
+            guard let product, dim >= 0 else { return nil }
+            let (next, overflow) = product.multipliedReportingOverflow(by: dim)
+            return overflow ? nil : next
+        }
+        guard elements == count else {
             throw SafeTensorsError.elementCountMismatch(path: path, tensor: entry.name, shape: entry.shape, count: count)
         }
     }
