@@ -2,10 +2,11 @@
 import Autograd
 import TensorCore
 
-/// L2 norm of all gradients taken together (parameters without a gradient count as zero).
+/// L2 norm of all gradients taken together (parameters without a gradient count as zero): the norm of the
+/// per-tensor norms, as torch computes it, with the outer sum in Double.
 public func gradientNorm(_ parameters: [Variable]) -> Float {
     var total: Double = 0
-    for p in parameters { if let g = p.grad { total += Double(g.squaredNorm()) } }
+    for p in parameters { if let g = p.grad { let n = Double(g.l2Norm()); total += n * n } }
     return Float(total.squareRoot())
 }
 
