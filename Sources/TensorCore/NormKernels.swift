@@ -54,9 +54,13 @@ public func layerNormForward(out: UnsafeMutablePointer<Float>, meanOut: UnsafeMu
     Parallel.forRanges(rows, minChunk: normMinRowsPerChunk(dim)) { range in
         for r in range {
             let xr = x + r * dim, yr = out + r * dim
-            let mean = rowSum(xr, dim) / Float(dim)
-            // Two passes (mean, then squared deviations): no cancellation for rows far from zero.
-            for i in 0..<dim { yr[i] = xr[i] - mean }
+            // Mean of the row shifted by its first element (exact differences for rows far from zero), then the
+            // variance from the deviations: no cancellation even when |mean| ≫ std.
+            // Deviations as (x − shift) − (mean − shift): both differences are small and exact or nearly so.
+            let shift = dim > 0 ? xr[0] : 0
+            let shiftedMean = rowShiftedSum(xr, shift, dim) / Float(dim)
+            let mean = shift + shiftedMean
+            for i in 0..<dim { yr[i] = (xr[i] - shift) - shiftedMean }
             let rstd = 1 / (rowSumOfSquares(UnsafePointer(yr), dim) / Float(dim) + eps).squareRoot()
             meanOut?[r] = mean
             rstdOut?[r] = rstd
@@ -140,6 +144,18 @@ private func rowSum(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     while i + 8 <= n { acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self); i += 8 }
     var s = acc.sum()
     while i < n { s += p[i]; i += 1 }
+    return s
+}
+
+/// Σ (p[i] − shift), vectorised as `rowSum`.
+@inline(__always)
+private func rowShiftedSum(_ p: UnsafePointer<Float>, _ shift: Float, _ n: Int) -> Float {
+    var acc = SIMD8<Float>(repeating: 0)
+    let raw = UnsafeRawPointer(p), c = SIMD8<Float>(repeating: shift)
+    var i = 0
+    while i + 8 <= n { acc += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - c; i += 8 }
+    var s = acc.sum()
+    while i < n { s += p[i] - shift; i += 1 }
     return s
 }
 
