@@ -100,7 +100,7 @@ extension Tensor {
     /// SiLU (swish): x·σ(x).
     public func silu() -> Tensor {
         unary(minChunk: transcendentalParallelChunk) { x, o, n in
-            for i in 0..<n { o[i] = x[i] / (1 + Foundation.exp(-x[i])) }
+            for i in 0..<n { o[i] = x[i] / (1 + fastExp(-x[i])) }
         }
     }
 
@@ -113,7 +113,7 @@ extension Tensor {
             case .tanh:
                 for i in 0..<n {
                     let v = x[i], u = geluSqrt2OverPi * (v + 0.044715 * v * v * v)
-                    o[i] = 0.5 * v * (1 + Foundation.tanh(u))
+                    o[i] = 0.5 * v * (1 + fastTanh(u))
                 }
             }
         }
