@@ -134,7 +134,9 @@ extension Tensor {
     }
 }
 
+/// 1/√2, for the erf form of GELU.
 public let geluInvSqrt2: Float = 0.70710678118654752
+/// √(2/π), for the tanh form of GELU.
 public let geluSqrt2OverPi: Float = 0.79788456080286536
 
 /// One contiguous run of a binary op; the switch is hoisted so each loop vectorises.

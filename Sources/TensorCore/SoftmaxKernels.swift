@@ -2,6 +2,7 @@
 // before exp). The row kernels are public so fused ops (cross-entropy, attention) reuse them on chunks.
 import Foundation
 
+/// Row kernels for softmax-style reductions over raw buffers.
 public enum SoftmaxKernels {
     /// log Σ exp(x[j]) over one row of `n` (n ≥ 1), stable for any magnitude.
     @inline(__always)
