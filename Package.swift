@@ -13,7 +13,7 @@ let package = Package(
     products: [
         .executable(name: "lorakit", targets: ["lorakit"]),
         .library(name: "LoRAKit", targets: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats",
-                                            "PEFT", "Models", "Tokenizers", "Training"]),
+                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -35,11 +35,15 @@ let package = Package(
         .target(name: "Tokenizers", dependencies: ["Formats"], swiftSettings: fast),
         // Layer 4: model families (Llama).
         .target(name: "Models", dependencies: ["TensorCore", "Autograd", "NN", "Formats", "PEFT", "Tokenizers"], swiftSettings: fast),
+        // Layer 0 (no numerics): SVG charts (line plots, heatmaps) written by hand.
+        .target(name: "Plots"),
         // Layer 5: data, trainer, experiments.
-        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Plots"], swiftSettings: fast),
+        // Layer 5: low-rank analysis of weights and adapters (spectrum, subspace similarity, amplification).
+        .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
         // Layer 6: the CLI, one file per subcommand.
         .executableTarget(name: "lorakit", dependencies: [
-            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training",
+            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -53,6 +57,7 @@ let package = Package(
         .testTarget(name: "PEFTTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT"]),
         .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Formats", "Tokenizers"]),
         .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "TensorCore", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots", "Analysis"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training"]),
     ],
     swiftLanguageModes: [.v5]
