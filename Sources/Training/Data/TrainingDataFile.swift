@@ -36,6 +36,12 @@ public struct TrainingDataFile: Sendable {
     /// 1-based source line of each example.
     public let lineNumbers: [Int]
 
+    /// Examples from memory; `lineNumbers` must have one entry per example.
+    public init(path: String, examples: [TrainingExample], lineNumbers: [Int]) {
+        precondition(examples.count == lineNumbers.count, "one line number per example")
+        self.path = path; self.examples = examples; self.lineNumbers = lineNumbers
+    }
+
     /// Roles a chat message may have.
     public static let knownRoles: Set<String> = ["system", "user", "assistant", "tool"]
 

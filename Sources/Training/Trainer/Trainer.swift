@@ -31,8 +31,8 @@ public struct TrainingSummary {
     /// Every step this call ran, in order.
     public let steps: [StepMetrics]
     public let evaluations: [EvaluationResult]
-    /// Directory of the final adapter (PEFT format).
-    public let adapterDirectory: URL
+    /// Directory of the final adapter (PEFT format); nil when the call stopped before the last step.
+    public let adapterDirectory: URL?
     /// The newest checkpoint written.
     public let lastCheckpoint: URL?
     public let metricsFile: URL
@@ -64,11 +64,13 @@ public final class Trainer {
 
     /// Trains from scratch, or from `resume` (a checkpoint directory or a run directory: its newest checkpoint),
     /// up to `configuration.iterations` steps; writes checkpoints, metrics.jsonl and the final adapter.
+    /// `stoppingAfter` ends the call early at that step with a checkpoint (as a time-limited job would), leaving the
+    /// schedule as for the full run; a later call resumes from it.
     @discardableResult
-    public func run(resumeFrom resume: URL? = nil) throws -> TrainingSummary {
+    public func run(resumeFrom resume: URL? = nil, stoppingAfter stopStep: Int? = nil) throws -> TrainingSummary {
         let c = configuration
         let checkpoint = try resume.map { try TrainerCheckpoint.load(try TrainerCheckpoint.resolve($0)) }
-        if let checkpoint { try checkSettings(of: checkpoint) }
+        if let checkpoint { try checkSettings(of: checkpoint) } else { try prepareOutputDirectory() }
         let adapterConfig = try prepareAdapter(from: checkpoint)
         let parameters = model.adapterParameters(c.adapterName)
         let optimizer = try AdamW(parameters: parameters, learningRate: c.learningRate, beta1: c.beta1, beta2: c.beta2,
@@ -109,22 +111,17 @@ public final class Trainer {
         var lastCheckpoint = TrainerCheckpoint.list(in: checkpointsDirectory).last?.directory
         let started = Date()
         var tokensSeen = 0
-        for step in startStep..<c.iterations {
+        let endStep = min(stopStep ?? c.iterations, c.iterations)
+        guard endStep >= startStep else {
+            throw TrainingError.invalidOption(name: "stop after", reason: "step \(endStep) is before the checkpoint's step \(startStep)")
+        }
+        for step in startStep..<endStep {
             let lr = schedule.learningRate(at: step)
             optimizer.learningRate = lr
             optimizer.zeroGrad()
             let batches = (0..<c.gradientAccumulation).map { _ in sampler.next() }
-            let targets = batches.reduce(0) { $0 + $1.targetCount }
-            var weightedLoss: Double = 0
-            for batch in batches where batch.targetCount > 0 {
-                let loss = try model.loss(batch: batch, training: true, rng: &rng)
-                let value = loss.value.scalarValue
-                guard value.isFinite else {
-                    throw TrainingError.nonFinite(quantity: "loss", step: step + 1, value: value, learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
-                }
-                let weight = Float(batch.targetCount) / Float(targets)
-                loss.backward(seed: .scalar(weight))
-                weightedLoss += Double(value) * Double(batch.targetCount)
+            let (stepLoss, targets) = try accumulateGradients(batches, rng: &rng) { value in
+                TrainingError.nonFinite(quantity: "loss", step: step + 1, value: value, learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
             }
             let variables = parameters.map(\.1)
             let norm = c.clipNorm.map { clipGradNorm(variables, maxNorm: $0) } ?? gradientNorm(variables)
@@ -139,7 +136,7 @@ public final class Trainer {
             tokensSeen += tokens
             let elapsed = Date().timeIntervalSince(started)
             let perStep = elapsed / Double(done - startStep)
-            let m = StepMetrics(step: done, totalSteps: c.iterations, loss: targets > 0 ? Float(weightedLoss / Double(targets)) : 0,
+            let m = StepMetrics(step: done, totalSteps: c.iterations, loss: stepLoss,
                                 learningRate: lr, gradientNorm: norm, tokens: tokens, targets: targets,
                                 tokensPerSecond: elapsed > 0 ? Double(tokensSeen) / elapsed : 0,
                                 secondsRemaining: perStep * Double(c.iterations - done),
@@ -154,7 +151,7 @@ public final class Trainer {
             onStep?(m)
 
             if (c.evalEvery > 0 && done % c.evalEvery == 0) || done == c.iterations { try evaluateNow(done) }
-            if (c.saveEvery > 0 && done % c.saveEvery == 0) || done == c.iterations {
+            if (c.saveEvery > 0 && done % c.saveEvery == 0) || done == endStep {
                 lastCheckpoint = try TrainerCheckpoint.write(
                     into: checkpointsDirectory, step: done, model: model, adapterName: c.adapterName, loraConfig: adapterConfig,
                     optimizer: optimizer, dataPosition: sampler.position, rng: rng, settings: c.resumeSettings)
@@ -162,11 +159,33 @@ public final class Trainer {
                 if done < c.iterations { progress?.print("step \(done): checkpoint \(lastCheckpoint!.path)") }
             }
         }
-        try AdapterFiles.saveLoRA(model, adapter: c.adapterName, config: adapterConfig, to: c.outputDirectory)
         progress?.finish()
-        progress?.print("Adapter saved to \(c.outputDirectory.path)")
-        return TrainingSummary(startStep: startStep, steps: steps, evaluations: evaluations, adapterDirectory: c.outputDirectory,
+        if endStep == c.iterations {
+            try AdapterFiles.saveLoRA(model, adapter: c.adapterName, config: adapterConfig, to: c.outputDirectory)
+            progress?.print("Adapter saved to \(c.outputDirectory.path)")
+        } else {
+            progress?.print("Stopped after step \(endStep) of \(c.iterations); resume with --resume \(c.outputDirectory.path)")
+        }
+        return TrainingSummary(startStep: startStep, steps: steps, evaluations: evaluations, adapterDirectory: endStep == c.iterations ? c.outputDirectory : nil,
                                lastCheckpoint: lastCheckpoint, metricsFile: metrics.url)
+    }
+
+    /// Runs forward and backward on the micro-batches of one step, each weighted by its share of the step's targets,
+    /// so the adapter gradients are those of the mean loss over all targets. Returns that mean and the target count.
+    /// A non-finite micro-batch loss throws `nonFinite(value)` before its backward runs.
+    public func accumulateGradients(_ batches: [TokenBatch], rng: inout RandomGenerator,
+                                    nonFinite: (Float) -> Error = { TrainingError.nonFinite(quantity: "loss", step: 0, value: $0, learningRate: 0, lastCheckpoint: nil) })
+        throws -> (loss: Float, targets: Int) {
+        let targets = batches.reduce(0) { $0 + $1.targetCount }
+        var weighted: Double = 0
+        for batch in batches where batch.targetCount > 0 {
+            let loss = try model.loss(batch: batch, training: true, rng: &rng)
+            let value = loss.value.scalarValue
+            guard value.isFinite else { throw nonFinite(value) }
+            loss.backward(seed: .scalar(Float(batch.targetCount) / Float(targets)))
+            weighted += Double(value) * Double(batch.targetCount)
+        }
+        return (targets > 0 ? Float(weighted / Double(targets)) : 0, targets)
     }
 
     /// Mean loss over every target of `dataset` (or its first `maxBatches` batches), dropout off.
@@ -227,6 +246,19 @@ public final class Trainer {
             guard saved == current else {
                 throw TrainingError.checkpointMismatch(path: checkpoint.directory.path, field: key, checkpoint: saved, current: current)
             }
+        }
+    }
+
+    /// A fresh run must not mix its checkpoints with an earlier run's (`--resume` would pick the wrong one).
+    func prepareOutputDirectory() throws {
+        let existing = TrainerCheckpoint.list(in: checkpointsDirectory)
+        guard !existing.isEmpty else { return }
+        guard configuration.overwriteOutput else {
+            throw TrainingError.invalidOption(name: "out", reason: "\(configuration.outputDirectory.path) already holds checkpoints of an "
+                + "earlier run (up to step \(existing.last!.step)); resume it with --resume, choose another --out, or pass --overwrite")
+        }
+        do { try FileManager.default.removeItem(at: checkpointsDirectory) } catch {
+            throw TrainingError.file(path: checkpointsDirectory.path, reason: "cannot remove the earlier run's checkpoints: \(error.localizedDescription)")
         }
     }
 

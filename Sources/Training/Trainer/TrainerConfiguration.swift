@@ -34,6 +34,8 @@ public struct TrainerConfiguration: Sendable {
     public var packLength: Int? = nil
     /// Name of the adapter being trained.
     public var adapterName = "default"
+    /// Let a fresh run delete the checkpoints an earlier run left in the output directory.
+    public var overwriteOutput = false
     /// Where checkpoints, the final adapter, metrics.jsonl and loss.svg go.
     public var outputDirectory: URL
 

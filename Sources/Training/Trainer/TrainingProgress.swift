@@ -25,6 +25,14 @@ public struct StepMetrics: Equatable, Sendable {
     public var secondsRemaining: Double
     /// Peak resident memory of the process so far.
     public var peakMemoryBytes: Int
+
+    /// Groups a step's numbers.
+    public init(step: Int, totalSteps: Int, loss: Float, learningRate: Double, gradientNorm: Float, tokens: Int, targets: Int,
+                tokensPerSecond: Double, secondsRemaining: Double, peakMemoryBytes: Int) {
+        self.step = step; self.totalSteps = totalSteps; self.loss = loss; self.learningRate = learningRate
+        self.gradientNorm = gradientNorm; self.tokens = tokens; self.targets = targets
+        self.tokensPerSecond = tokensPerSecond; self.secondsRemaining = secondsRemaining; self.peakMemoryBytes = peakMemoryBytes
+    }
 }
 
 /// Peak resident set size of this process.
