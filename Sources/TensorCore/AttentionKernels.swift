@@ -16,18 +16,24 @@ import Foundation
 
 /// Sizes and options of one attention call.
 public struct AttentionShape: Sendable, Equatable {
+    /// B.
     public var batch: Int
+    /// Hq: query heads.
     public var queryHeads: Int
+    /// Hkv: key/value heads (Hq is a multiple of it).
     public var kvHeads: Int
     /// T: query rows per head.
     public var queryLength: Int
     /// S: key/value rows per head (cached keys included).
     public var keyLength: Int
+    /// D.
     public var headDim: Int
+    /// End-aligned causal mask: query t sees keys 0...S − T + t.
     public var causal: Bool
     /// Multiplies Q·Kᵀ; 1/√headDim unless a model says otherwise.
     public var scale: Float
 
+    /// `scale` nil means 1/√headDim.
     public init(batch: Int, queryHeads: Int, kvHeads: Int, queryLength: Int, keyLength: Int, headDim: Int,
                 causal: Bool, scale: Float? = nil) {
         self.batch = batch; self.queryHeads = queryHeads; self.kvHeads = kvHeads
@@ -37,7 +43,9 @@ public struct AttentionShape: Sendable, Equatable {
 
     /// Query heads per kv head.
     public var groupSize: Int { queryHeads / max(kvHeads, 1) }
+    /// Elements of q (and out, dq): B·Hq·T·D.
     public var queryCount: Int { batch * queryHeads * queryLength * headDim }
+    /// Elements of k (and v, dk, dv): B·Hkv·S·D.
     public var keyCount: Int { batch * kvHeads * keyLength * headDim }
 
     /// Throws unless the sizes describe a valid call (positive heads and dim, Hq a multiple of Hkv,
@@ -76,6 +84,7 @@ public enum AttentionStrategy: Sendable, Equatable {
     /// GEMMs over tiles of query rows whose score block holds at most `tileElements` floats (bounded scratch
     /// memory at long context; tiles inside one head also skip the keys a causal mask hides from all their rows).
     case matrixProducts(tileElements: Int = 1 << 20)
+    /// Plain loops per query row (no BLAS), parallel over rows (forward) or (batch, kv head) (backward).
     case rowLoops
 
     func resolved(_ shape: AttentionShape) -> AttentionStrategy {
