@@ -33,7 +33,7 @@ public func silu(_ x: Variable) -> Variable {
     return Variable(xv.silu(), inputs: [x]) { g in
         x.accumulate(gradientMap(g, xv) { gp, xp, o, n in
             for i in 0..<n {
-                let v = xp[i], s = 1 / (1 + Foundation.exp(-v))
+                let v = xp[i], s = fastSigmoid(v)
                 o[i] = gp[i] * s * (1 + v * (1 - s))
             }
         })
@@ -51,11 +51,11 @@ public func gelu(_ x: Variable, approximation: GELUApproximation = .none) -> Var
                 for i in 0..<n {
                     let v = xp[i]
                     let cdf = 0.5 * (1 + Foundation.erf(v * geluInvSqrt2))
-                    o[i] = gp[i] * (cdf + v * invSqrt2Pi * Foundation.exp(-0.5 * v * v))
+                    o[i] = gp[i] * (cdf + v * invSqrt2Pi * fastExp(-0.5 * v * v))
                 }
             case .tanh:  // u = c(x + 0.044715x³): d/dx = ½(1 + t) + ½x(1 − t²)·c(1 + 3·0.044715x²)
                 for i in 0..<n {
-                    let v = xp[i], t = Foundation.tanh(geluSqrt2OverPi * (v + 0.044715 * v * v * v))
+                    let v = xp[i], t = fastTanh(geluSqrt2OverPi * (v + 0.044715 * v * v * v))
                     let du = geluSqrt2OverPi * (1 + 3 * 0.044715 * v * v)
                     o[i] = gp[i] * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * du)
                 }
@@ -73,7 +73,7 @@ public func swiglu(gate: Variable, up: Variable) -> Variable {
         Tensor(shape: gv.shape) { out in
             let a = pg.baseAddress!, b = pu.baseAddress!, o = out.baseAddress!
             Parallel.forRanges(out.count, minChunk: transcendentalParallelChunk) { r in
-                for i in r { o[i] = a[i] / (1 + Foundation.exp(-a[i])) * b[i] }
+                for i in r { o[i] = a[i] / (1 + fastExp(-a[i])) * b[i] }
             }
         }
     } }
@@ -85,10 +85,17 @@ public func swiglu(gate: Variable, up: Variable) -> Variable {
             let gp = pg.baseAddress!, a = pa.baseAddress!, b = pb.baseAddress!
             let dg = pdg.baseAddress!, du = pdu.baseAddress!
             Parallel.forRanges(pg.count, minChunk: transcendentalParallelChunk) { r in
-                for i in r {
-                    let v = a[i], s = 1 / (1 + Foundation.exp(-v))
-                    if needGate { dg[i] = gp[i] * b[i] * s * (1 + v * (1 - s)) }
-                    if needUp { du[i] = gp[i] * v * s }
+                // Branches hoisted out of the loops so each one vectorises.
+                if needGate && needUp {
+                    for i in r {
+                        let v = a[i], s = fastSigmoid(v)
+                        dg[i] = gp[i] * b[i] * s * (1 + v * (1 - s))
+                        du[i] = gp[i] * v * s
+                    }
+                } else if needGate {
+                    for i in r { let v = a[i], s = fastSigmoid(v); dg[i] = gp[i] * b[i] * s * (1 + v * (1 - s)) }
+                } else {
+                    for i in r { du[i] = gp[i] * a[i] * fastSigmoid(a[i]) }
                 }
             }
         } } } } }
@@ -116,7 +123,7 @@ public func logSoftmax(_ x: Variable) -> Variable {
     return Variable(y, inputs: [x]) { g in
         x.accumulate(rowwiseGradient(g, y, n) { gp, yp, o, n in
             let s = simdSum(gp, n)
-            for j in 0..<n { o[j] = gp[j] - Foundation.exp(yp[j]) * s }
+            for j in 0..<n { o[j] = gp[j] - fastExp(yp[j]) * s }
         })
     }
 }

@@ -65,7 +65,7 @@ public func linearCrossEntropy(hidden: Variable, weight: Variable, targets: [Int
                 Parallel.forRanges(c, minChunk: SoftmaxKernels.rowChunk(v)) { r in
                     for k in r {
                         let row = l + k * v, m = lse[start + k]
-                        for j in 0..<v { row[j] = scale * Foundation.exp(row[j] - m) }
+                        for j in 0..<v { row[j] = scale * fastExp(row[j] - m) }
                         row[Int(targets[counted[start + k]])] -= scale
                     }
                 }

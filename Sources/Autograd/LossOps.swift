@@ -73,9 +73,9 @@ public func crossEntropy(logits: Variable, targets: [Int32], ignoreIndex: Int32 
                         for k in r {
                             let i = rows[k], src = l + i * v, dst = dl + i * v, m = lse[i]
                             if beta == 0 {
-                                for j in 0..<v { dst[j] = scale * Foundation.exp(src[j] - m) }
+                                for j in 0..<v { dst[j] = scale * fastExp(src[j] - m) }
                             } else {
-                                for j in 0..<v { dst[j] += scale * Foundation.exp(src[j] - m) }
+                                for j in 0..<v { dst[j] += scale * fastExp(src[j] - m) }
                             }
                             dst[Int(targets[i])] -= scale
                         }

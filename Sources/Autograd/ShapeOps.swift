@@ -65,6 +65,15 @@ public func embedding(ids: [Int32], table: Variable) throws -> Variable {
     }
 }
 
+/// Embedding lookup with `Int` ids → [ids.count, D]; throws when an id is outside 0..<V.
+public func embedding(ids: [Int], table: Variable) throws -> Variable {
+    let rows = table.shape.first ?? 0
+    if let (i, id) = ids.enumerated().first(where: { $0.element < 0 || $0.element >= rows }) {
+        throw TensorError.invalidArgument(operation: "embedding lookup", reason: "id \(id) at position \(i) is outside the table's \(rows) rows")
+    }
+    return try embedding(ids: ids.map { Int32($0) }, table: table)
+}
+
 /// Embedding lookup with ids held in a tensor of integral values: ids [...] → [..., D].
 public func embedding(ids: Tensor, table: Variable) throws -> Variable {
     var list = [Int32](repeating: 0, count: ids.count)

@@ -4,6 +4,7 @@ import TensorCore
 
 /// `torch.nn.Dropout(p)`: zeroes elements with probability p while training and scales the rest by 1/(1−p).
 public final class Dropout: Module {
+    /// Probability of zeroing an element.
     public let probability: Float
     public var isTraining = true
 

@@ -4,6 +4,7 @@ import TensorCore
 
 /// `torch.nn.Embedding`: weight [count, dimension]; maps ids to rows.
 public final class Embedding: Module {
+    /// Rows (vocabulary size) and row width.
     public let count: Int
     public let dimension: Int
     /// [count, dimension].

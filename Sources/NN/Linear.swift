@@ -5,6 +5,7 @@ import TensorCore
 /// `torch.nn.Linear`: y = x·Wᵀ + b with weight [out, in] and optional bias [out].
 /// Open so adapters (LoRA) can wrap or specialise it while keeping the "weight"/"bias" names.
 open class Linear: Module {
+    /// Input and output sizes.
     public let inFeatures: Int
     public let outFeatures: Int
     /// [outFeatures, inFeatures].

@@ -87,13 +87,17 @@ extension Module {
 
 /// An ordered list of modules, named "0", "1", … like `torch.nn.ModuleList` ("layers.3.mlp").
 public final class ModuleList<Element: Module>: Module {
+    /// The modules, in order.
     public var items: [Element]
     public var isTraining = true
 
+    /// Wraps `items`; item i is named "i".
     public init(_ items: [Element]) { self.items = items }
 
     public var localParameters: [(String, Variable)] { [] }
     public var children: [(String, any Module)] { items.enumerated().map { (String($0.offset), $0.element) } }
+    /// Number of items.
     public var count: Int { items.count }
+    /// Item `index`.
     public subscript(index: Int) -> Element { items[index] }
 }

@@ -1,5 +1,6 @@
 // Typed errors of the layer and optimizer code; each names the parameter, key or argument at fault.
 
+/// Errors of layers, state dicts and optimizers.
 public enum NNError: Error, CustomStringConvertible, Equatable {
     /// A constructor argument is out of range (e.g. a dropout probability of 1.5).
     case invalidArgument(name: String, reason: String)

@@ -100,7 +100,7 @@ extension Tensor {
     /// SiLU (swish): x·σ(x).
     public func silu() -> Tensor {
         unary(minChunk: transcendentalParallelChunk) { x, o, n in
-            for i in 0..<n { o[i] = x[i] / (1 + Foundation.exp(-x[i])) }
+            for i in 0..<n { o[i] = x[i] / (1 + fastExp(-x[i])) }
         }
     }
 
@@ -113,7 +113,7 @@ extension Tensor {
             case .tanh:
                 for i in 0..<n {
                     let v = x[i], u = geluSqrt2OverPi * (v + 0.044715 * v * v * v)
-                    o[i] = 0.5 * v * (1 + Foundation.tanh(u))
+                    o[i] = 0.5 * v * (1 + fastTanh(u))
                 }
             }
         }
@@ -134,7 +134,9 @@ extension Tensor {
     }
 }
 
+/// 1/√2, for the erf form of GELU.
 public let geluInvSqrt2: Float = 0.70710678118654752
+/// √(2/π), for the tanh form of GELU.
 public let geluSqrt2OverPi: Float = 0.79788456080286536
 
 /// One contiguous run of a binary op; the switch is hoisted so each loop vectorises.

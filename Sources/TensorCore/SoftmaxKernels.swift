@@ -2,24 +2,41 @@
 // before exp). The row kernels are public so fused ops (cross-entropy, attention) reuse them on chunks.
 import Foundation
 
+/// Row kernels for softmax-style reductions over raw buffers.
 public enum SoftmaxKernels {
     /// log Σ exp(x[j]) over one row of `n` (n ≥ 1), stable for any magnitude.
     @inline(__always)
     public static func logSumExp(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
         let m = simdMax(x, n)
         if m.isInfinite { return m }  // all −∞ gives −∞; any +∞ gives +∞
-        var s: Float = 0
-        for j in 0..<n { s += Foundation.exp(x[j] - m) }
-        return m + Foundation.log(s)
+        return m + Foundation.log(sumExp(x, n, minus: m))
+    }
+
+    /// Σ exp(x[j] − m). Exps go through a small stack buffer so that loop vectorises (a running Float sum
+    /// inside it would not), then the buffer is summed with SIMD lanes.
+    @inline(__always)
+    public static func sumExp(_ x: UnsafePointer<Float>, _ n: Int, minus m: Float) -> Float {
+        let block = 512
+        return withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { scratch in
+            let e = scratch.baseAddress!
+            var total: Float = 0
+            var start = 0
+            while start < n {
+                let len = Swift.min(block, n - start), src = x + start
+                for j in 0..<len { e[j] = fastExp(src[j] - m) }
+                total += simdSum(e, len)
+                start += len
+            }
+            return total
+        }
     }
 
     /// out = softmax(x) over one row of `n`; `out` may alias `x`.
     @inline(__always)
     public static func softmaxRow(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
         let m = simdMax(x, n)
-        var s: Float = 0
-        for j in 0..<n { let e = Foundation.exp(x[j] - m); out[j] = e; s += e }
-        let inv = 1 / s
+        for j in 0..<n { out[j] = fastExp(x[j] - m) }
+        let inv = 1 / simdSum(out, n)
         for j in 0..<n { out[j] *= inv }
     }
 

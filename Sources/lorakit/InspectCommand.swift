@@ -5,9 +5,9 @@ import Foundation
 /// `lorakit inspect PATH`: a model file's metadata and tensor table.
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print a GGUF file's metadata and tensor table (name, type, shape, bytes).")
+        abstract: "Print a GGUF or safetensors file's metadata and tensor table (name, type, shape, bytes).")
 
-    @Argument(help: "Path to a .gguf file.") var path: String
+    @Argument(help: "Path to a .gguf or .safetensors file.") var path: String
     @Flag(help: "Print machine-readable JSON.") var json = false
     @Option(help: "Array items to show per metadata value (longer arrays are summarised with their count).")
     var limit: Int = 8
@@ -18,8 +18,14 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         if path.lowercased().hasSuffix(".safetensors") {
-            FileHandle.standardError.write(Data("inspect: safetensors inspection is added separately; only GGUF files are supported here\n".utf8))
-            throw ExitCode.failure
+            let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path))
+            if json {
+                let data = try JSONSerialization.data(withJSONObject: safeTensorsJSON(file), options: [.prettyPrinted, .sortedKeys])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(safeTensorsText(file), terminator: "")
+            }
+            return
         }
         let file = try GGUFFile(path: path)
         if json {
@@ -66,6 +72,27 @@ struct Inspect: ParsableCommand {
         let types = byType.sorted { $0.value > $1.value }.map { "\($0.key) × \($0.value)" }.joined(separator: ", ")
         let elements = file.tensors.reduce(0) { $0 + $1.elementCount }
         out += "\n\(file.tensors.count) tensors, \(elements) parameters, \(formatBytes(totalBytes)) of tensor data (\(types))\n"
+        return out
+    }
+
+    private func safeTensorsJSON(_ file: SafeTensorsFile) -> [String: Any] {
+        ["file": file.path, "format": "safetensors", "metadata": file.metadata,
+         "tensors": file.tensorInfos.map { ["name": $0.name, "dtype": $0.dtype.rawValue, "shape": $0.shape,
+                                            "elements": $0.elementCount, "bytes": $0.dataOffsets.count,
+                                            "offsets": [$0.dataOffsets.lowerBound, $0.dataOffsets.upperBound]] }]
+    }
+
+    private func safeTensorsText(_ file: SafeTensorsFile) -> String {
+        var out = "safetensors  \(file.path)\n"
+        out += "metadata: " + (file.metadata.isEmpty ? "none" : file.metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")) + "\n\n"
+        let nameWidth = min(64, file.tensorInfos.map(\.name.count).max() ?? 4)
+        out += "tensors (\(file.tensorInfos.count)):\n  \(pad("name", nameWidth))  \(pad("dtype", 5))  \(pad("shape", 16))  bytes\n"
+        for t in file.tensorInfos {
+            out += "  \(pad(t.name, nameWidth))  \(pad(t.dtype.rawValue, 5))  \(pad("\(t.shape)", 16))  \(t.dataOffsets.count)\n"
+        }
+        let elements = file.tensorInfos.reduce(0) { $0 + $1.elementCount }
+        let bytes = file.tensorInfos.reduce(0) { $0 + $1.dataOffsets.count }
+        out += "\n\(file.tensorInfos.count) tensors, \(elements) parameters, \(formatBytes(bytes)) of tensor data\n"
         return out
     }
 

@@ -50,6 +50,8 @@ final class ShapeOpsTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("id 4"), "\(error)")
         }
         XCTAssertThrowsError(try embedding(ids: [-1], table: table))
+        XCTAssertEqual(try embedding(ids: [3, 1] as [Int], table: table).shape, [2, 2])
+        XCTAssertThrowsError(try embedding(ids: [Int(Int32.max) + 5] as [Int], table: table))
         XCTAssertThrowsError(try embedding(ids: Tensor([0.5], shape: [1]), table: table))
     }
 }

@@ -146,3 +146,27 @@ final class ShapeKernelTests: XCTestCase {
         XCTAssertEqual(g.array, [3, 4, 0, 0, 6, 8])
     }
 }
+
+final class FastMathTests: XCTestCase {
+    func testFastExpWithinTwoUlpAndEdgeCases() {
+        var worstUlp: Float = 0
+        var x: Float = -86.6
+        while x < 88.7 {
+            let ref = Float(exp(Double(x)))
+            worstUlp = max(worstUlp, abs(fastExp(x) - ref) / ref.ulp)
+            x += 0.0137
+        }
+        XCTAssertLessThanOrEqual(worstUlp, 2, "worst error \(worstUlp) ulp")
+        print("fastExp worst error over [-86.6, 88.7]: \(worstUlp) ulp")
+        XCTAssertEqual(fastExp(0), 1)
+        XCTAssertEqual(fastExp(-.infinity), 0)
+        XCTAssertEqual(fastExp(-1000), 0)
+        XCTAssertEqual(fastExp(.infinity), .infinity)
+        XCTAssertEqual(fastExp(89), .infinity)
+        XCTAssertTrue(fastExp(88.72).isFinite)
+        XCTAssertTrue(fastExp(.nan).isNaN)
+        XCTAssertEqual(fastTanh(0.3), Float(tanh(0.3)), accuracy: 2e-7)
+        XCTAssertEqual(fastTanh(-20), -1)
+        XCTAssertEqual(fastSigmoid(2), Float(1 / (1 + exp(-2.0))), accuracy: 1e-7)
+    }
+}

@@ -147,31 +147,31 @@ public enum GGMLDequantizer {
     }
 
     // Q6_K: 128 B ql (low 4 bits), 64 B qh (high 2 bits), 16 int8 scales, f16 d. 16 sub-blocks of 16.
-    // Half h (128 elements) uses ql[64h..<64h+64], qh[32h..<32h+32], scales[8h..<8h+8]; for l < 32:
-    // elements l, l+32, l+64, l+96 take ql[l] low, ql[l+32] low, ql[l] high, ql[l+32] high nibbles and
-    // qh[l] bits 0-1, 2-3, 4-5, 6-7. x = d·sc·(q − 32).
+    // Element 128h + 32g + l (h < 2, g < 4, l < 32): low 4 bits = nibble (g < 2 ? low : high) of
+    // ql[64h + 32(g & 1) + l], top 2 bits = bits 2g…2g+1 of qh[32h + l], scale sc[8h + 2g + l/16].
+    // x = (d·sc)·(q − 32). One plain loop per 16-element run so LLVM vectorises it.
     @inline(__always) static func q6_K(_ b: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
         let d = GGMLHalf.float(b.ggmlU16(208))
         for h in 0..<2 {
-            let ql = b + 64 * h, qh = b + 128 + 32 * h, sc = b + 192 + 8 * h, out = y + 128 * h
-            for l in 0..<32 {
-                let lo0 = ql.load(fromByteOffset: l, as: UInt8.self), lo1 = ql.load(fromByteOffset: l + 32, as: UInt8.self)
-                let hb = qh.load(fromByteOffset: l, as: UInt8.self)
-                let q0 = Int32((lo0 & 0x0F) | (hb & 3) << 4) - 32
-                let q1 = Int32((lo1 & 0x0F) | ((hb >> 2) & 3) << 4) - 32
-                let q2 = Int32((lo0 >> 4) | ((hb >> 4) & 3) << 4) - 32
-                let q3 = Int32((lo1 >> 4) | ((hb >> 6) & 3) << 4) - 32
-                let s = l / 16
-                out[l] = d * Float(sc.load(fromByteOffset: s, as: Int8.self)) * Float(q0)
-                out[l + 32] = d * Float(sc.load(fromByteOffset: s + 2, as: Int8.self)) * Float(q1)
-                out[l + 64] = d * Float(sc.load(fromByteOffset: s + 4, as: Int8.self)) * Float(q2)
-                out[l + 96] = d * Float(sc.load(fromByteOffset: s + 6, as: Int8.self)) * Float(q3)
+            let qh = b + 128 + 32 * h
+            for g in 0..<4 {
+                let ql = b + 64 * h + 32 * (g & 1)
+                let lowShift: UInt8 = g < 2 ? 0 : 4, highShift = UInt8(2 * g)
+                let out = y + 128 * h + 32 * g
+                for run in 0..<2 {
+                    let scale = d * Float(b.load(fromByteOffset: 192 + 8 * h + 2 * g + run, as: Int8.self))
+                    for l in (16 * run)..<(16 * run + 16) {
+                        let low = (ql.load(fromByteOffset: l, as: UInt8.self) >> lowShift) & 0x0F
+                        let high = (qh.load(fromByteOffset: l, as: UInt8.self) >> highShift) & 3
+                        out[l] = scale * Float(Int32(low | high << 4) - 32)
+                    }
+                }
             }
         }
     }
 }
 
-/// IEEE half → single conversion by bit manipulation (no F16C dependence; exact for all inputs).
+/// IEEE half → single conversion by bit manipulation (no F16C dependence; exact for all 65 536 inputs).
 enum GGMLHalf {
     @inline(__always) static func float(_ h: UInt16) -> Float {
         let sign = UInt32(h & 0x8000) << 16

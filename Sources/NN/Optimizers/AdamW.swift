@@ -13,9 +13,11 @@ import TensorCore
 /// Adam with decoupled weight decay (Loshchilov & Hutter), PyTorch semantics and defaults.
 public final class AdamW: Optimizer {
     public var learningRate: Double
+    /// Moment decay rates and the denominator term (torch defaults 0.9, 0.999, 1e-8).
     public let beta1: Double, beta2: Double, epsilon: Double
     /// Default weight decay, used by groups that do not set their own.
     public let weightDecay: Double
+    /// Parameter groups with their own decay and learning-rate multiplier.
     public let groups: [ParameterGroup]
 
     /// Moments and step count of one parameter; created on its first update.
@@ -29,6 +31,7 @@ public final class AdamW: Optimizer {
                       epsilon: epsilon, weightDecay: weightDecay)
     }
 
+    /// Several parameter groups; throws on duplicate names or out-of-range hyper-parameters.
     public init(groups: [ParameterGroup], learningRate: Double = 1e-3, beta1: Double = 0.9, beta2: Double = 0.999,
                 epsilon: Double = 1e-8, weightDecay: Double = 0.01) throws {
         for (name, value) in [("learningRate", learningRate), ("epsilon", epsilon), ("weightDecay", weightDecay)]

@@ -12,6 +12,7 @@ public struct ParameterGroup {
     /// This group's learning rate = optimizer learning rate × multiplier (e.g. LoRA+ gives lora_B 16×).
     public var learningRateMultiplier: Double
 
+    /// A group; nil weight decay uses the optimizer default.
     public init(_ parameters: [(String, Variable)], weightDecay: Double? = nil, learningRateMultiplier: Double = 1) {
         self.parameters = parameters; self.weightDecay = weightDecay; self.learningRateMultiplier = learningRateMultiplier
     }

@@ -7,7 +7,9 @@ import TensorCore
 /// Stochastic gradient descent with optional momentum, dampening, Nesterov and (coupled) weight decay.
 public final class SGD: Optimizer {
     public var learningRate: Double
+    /// torch.optim.SGD hyper-parameters.
     public let momentum: Double, dampening: Double, weightDecay: Double, nesterov: Bool
+    /// Parameter groups with their own decay and learning-rate multiplier.
     public let groups: [ParameterGroup]
     var buffers: [String: Tensor] = [:]
 
@@ -18,6 +20,7 @@ public final class SGD: Optimizer {
                       dampening: dampening, weightDecay: weightDecay, nesterov: nesterov)
     }
 
+    /// Several parameter groups; throws on duplicate names, negative values, or Nesterov without momentum.
     public init(groups: [ParameterGroup], learningRate: Double, momentum: Double = 0, dampening: Double = 0,
                 weightDecay: Double = 0, nesterov: Bool = false) throws {
         for (name, value) in [("learningRate", learningRate), ("momentum", momentum), ("weightDecay", weightDecay)]

@@ -1,0 +1,1 @@
+// Plots module: see docs/ARCHITECTURE.md

@@ -1,1 +1,0 @@
-// Training module: see docs/ARCHITECTURE.md
