@@ -9,6 +9,7 @@ struct LoRAKitCommand: ParsableCommand {
         subcommands: [
             Demo.self,
             Inspect.self,
+            Train.self,
             Bench.self,
         ])
 }

@@ -6,7 +6,7 @@ import XCTest
 
 /// The SmolLM2 tokenizer from Tests/Fixtures/smollm/tokenizer_vocab.json (exported from the GGUF), built once.
 enum SmolLMTokenizer {
-    static let shared: (tokenizer: BPETokenizer, template: ChatTemplate) = {
+    static let shared: (tokenizer: BPETokenizer, template: ChatTemplate, templateText: String) = {
         let data = try! Data(contentsOf: Fixtures.url("smollm/tokenizer_vocab.json"))
         let o = try! JSONSerialization.jsonObject(with: data) as! [String: Any]
         let tokenizer = try! BPETokenizer(
@@ -15,7 +15,8 @@ enum SmolLMTokenizer {
             specialTokenIDs: SpecialTokenIDs(bos: o["bos_token_id"] as? Int, eos: o["eos_token_id"] as? Int,
                                              unknown: o["unknown_token_id"] as? Int, padding: o["padding_token_id"] as? Int),
             addBOS: o["add_bos_token"] as! Bool, source: "tokenizer_vocab.json")
-        return (tokenizer, try! ChatTemplate(template: o["chat_template"] as! String))
+        let text = o["chat_template"] as! String
+        return (tokenizer, try! ChatTemplate(template: text), text)
     }()
 }
 
