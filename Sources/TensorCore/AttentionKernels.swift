@@ -10,23 +10,30 @@
 //
 // Large T: the Hq/Hkv query heads sharing a kv head are contiguous in q, so each (batch, kv head) block is
 // one GEMM of rep·T rows (BLAS, multithreaded), with row-wise softmax work split across cores in between.
+// Long sequences split the block into row tiles so the score scratch stays small.
 // Small T (decode): plain loops, parallel over rows.
 import Foundation
 
 /// Sizes and options of one attention call.
 public struct AttentionShape: Sendable, Equatable {
+    /// B.
     public var batch: Int
+    /// Hq: query heads.
     public var queryHeads: Int
+    /// Hkv: key/value heads (Hq is a multiple of it).
     public var kvHeads: Int
     /// T: query rows per head.
     public var queryLength: Int
     /// S: key/value rows per head (cached keys included).
     public var keyLength: Int
+    /// D.
     public var headDim: Int
+    /// End-aligned causal mask: query t sees keys 0...S − T + t.
     public var causal: Bool
     /// Multiplies Q·Kᵀ; 1/√headDim unless a model says otherwise.
     public var scale: Float
 
+    /// `scale` nil means 1/√headDim.
     public init(batch: Int, queryHeads: Int, kvHeads: Int, queryLength: Int, keyLength: Int, headDim: Int,
                 causal: Bool, scale: Float? = nil) {
         self.batch = batch; self.queryHeads = queryHeads; self.kvHeads = kvHeads
@@ -36,7 +43,9 @@ public struct AttentionShape: Sendable, Equatable {
 
     /// Query heads per kv head.
     public var groupSize: Int { queryHeads / max(kvHeads, 1) }
+    /// Elements of q (and out, dq): B·Hq·T·D.
     public var queryCount: Int { batch * queryHeads * queryLength * headDim }
+    /// Elements of k (and v, dk, dv): B·Hkv·S·D.
     public var keyCount: Int { batch * kvHeads * keyLength * headDim }
 
     /// Throws unless the sizes describe a valid call (positive heads and dim, Hq a multiple of Hkv,
@@ -69,16 +78,39 @@ public struct AttentionShape: Sendable, Equatable {
 }
 
 /// How the kernels compute: BLAS GEMMs per (batch, kv head), or plain loops per row.
-public enum AttentionStrategy: Sendable {
+public enum AttentionStrategy: Sendable, Equatable {
     /// Loops for T ≤ 4 (decode steps), GEMMs otherwise.
     case automatic
-    case matrixProducts
+    /// GEMMs over tiles of query rows whose score block holds at most `tileElements` floats (bounded scratch
+    /// memory at long context; tiles inside one head also skip the keys a causal mask hides from all their rows).
+    case matrixProducts(tileElements: Int = 1 << 20)
+    /// Plain loops per query row (no BLAS), parallel over rows (forward) or (batch, kv head) (backward).
     case rowLoops
 
     func resolved(_ shape: AttentionShape) -> AttentionStrategy {
         guard self == .automatic else { return self }
-        return shape.queryLength <= 4 ? .rowLoops : .matrixProducts
+        return shape.queryLength <= 4 ? .rowLoops : .matrixProducts()
     }
+}
+
+/// Tiles of the rep·T query rows of one (batch, kv head) block, each with the count of leading keys any of its
+/// rows can see. Whole heads per tile while they fit the budget; otherwise runs of one head's rows.
+private func queryTiles(_ shape: AttentionShape, tileElements: Int) -> [(rows: Range<Int>, keys: Int)] {
+    let (T, S, rep) = (shape.queryLength, shape.keyLength, shape.groupSize)
+    let budget = max(1, tileElements / max(S, 1))  // rows per tile
+    var tiles: [(rows: Range<Int>, keys: Int)] = []
+    if budget >= T {
+        let headsPerTile = min(rep, budget / T)
+        for h in stride(from: 0, to: rep, by: headsPerTile) { tiles.append(((h * T)..<(min(rep, h + headsPerTile) * T), S)) }
+    } else {
+        for h in 0..<rep {
+            for t0 in stride(from: 0, to: T, by: budget) {
+                let t1 = min(T, t0 + budget)
+                tiles.append(((h * T + t0)..<(h * T + t1), shape.visibleKeys(t1 - 1)))
+            }
+        }
+    }
+    return tiles
 }
 
 /// Attention forward. out: [B, Hq, T, D]; logSumExp: [B, Hq, T] (optional; backward needs it);
@@ -90,25 +122,30 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, logSumExp: Unsafe
     let (T, S, D, rep) = (shape.queryLength, shape.keyLength, shape.headDim, shape.groupSize)
     guard shape.batch > 0, T > 0 else { return }
     switch strategy.resolved(shape) {
-    case .matrixProducts:
-        let blockRows = rep * T
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(blockRows * S, 1))
+    case .matrixProducts(let tileElements):
+        let tiles = queryTiles(shape, tileElements: tileElements)
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(tiles.map { $0.rows.count * $0.keys }.max() ?? 1, 1))
         defer { scores.deallocate() }
         for b in 0..<shape.batch {
+            let mask = keyPaddingMask.map { $0 + b * S }
             for g in 0..<shape.kvHeads {
-                let qOffset = (b * shape.queryHeads + g * rep) * T
+                let qOffset = (b * shape.queryHeads + g * rep) * T  // first query row of the block
                 let kv = (b * shape.kvHeads + g) * S * D
-                BLAS.gemm(.none, .transposed, m: blockRows, n: S, k: D, alpha: shape.scale, a: q + qOffset * D, lda: D,
-                          b: k + kv, ldb: D, c: scores, ldc: S)
-                let mask = keyPaddingMask.map { $0 + b * S }
-                Parallel.forRanges(blockRows, minChunk: max(1, 4096 / max(S, 1))) { rows in
-                    for row in rows {
-                        let lse = softmaxRow(scores + row * S, count: S, visible: shape.visibleKeys(row % T), mask: mask)
-                        logSumExp?[qOffset + row] = lse
+                for (rows, keys) in tiles {
+                    let first = qOffset + rows.lowerBound
+                    // scores: [rows, keys] = scale · Q_tile · K[0..<keys]ᵀ
+                    BLAS.gemm(.none, .transposed, m: rows.count, n: keys, k: D, alpha: shape.scale, a: q + first * D, lda: D,
+                              b: k + kv, ldb: D, c: scores, ldc: keys)
+                    Parallel.forRanges(rows.count, minChunk: max(1, 4096 / max(keys, 1))) { local in
+                        for i in local {
+                            let row = rows.lowerBound + i
+                            let lse = softmaxRow(scores + i * keys, count: keys, visible: shape.visibleKeys(row % T), mask: mask)
+                            logSumExp?[first + i] = lse
+                        }
                     }
+                    BLAS.gemm(.none, .none, m: rows.count, n: D, k: keys, a: scores, lda: keys, b: v + kv, ldb: D,
+                              c: out + first * D, ldc: D)
                 }
-                BLAS.gemm(.none, .none, m: blockRows, n: D, k: S, a: scores, lda: S, b: v + kv, ldb: D,
-                          c: out + qOffset * D, ldc: D)
             }
         }
     default:
@@ -146,50 +183,54 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
     guard shape.batch > 0, T > 0, S > 0, dq != nil || dk != nil || dv != nil else { return }
     let needScores = dq != nil || dk != nil
     switch strategy.resolved(shape) {
-    case .matrixProducts:
-        let blockRows = rep * T
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * S)
-        let dp = UnsafeMutablePointer<Float>.allocate(capacity: needScores ? blockRows * S : 1)
+    case .matrixProducts(let tileElements):
+        let tiles = queryTiles(shape, tileElements: tileElements)
+        let capacity = max(tiles.map { $0.rows.count * $0.keys }.max() ?? 1, 1)
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        let dp = UnsafeMutablePointer<Float>.allocate(capacity: needScores ? capacity : 1)
         defer { p.deallocate(); dp.deallocate() }
         for b in 0..<shape.batch {
+            let mask = keyPaddingMask.map { $0 + b * S }
             for g in 0..<shape.kvHeads {
                 let qOffset = (b * shape.queryHeads + g * rep) * T
                 let kv = (b * shape.kvHeads + g) * S * D
-                let qBlock = q + qOffset * D, dOutBlock = dOut + qOffset * D
-                // P = exp(scale·Q·Kᵀ + mask − lse), recomputed.
-                BLAS.gemm(.none, .transposed, m: blockRows, n: S, k: D, alpha: shape.scale, a: qBlock, lda: D,
-                          b: k + kv, ldb: D, c: p, ldc: S)
-                let mask = keyPaddingMask.map { $0 + b * S }
-                let rowChunk = max(1, 4096 / S)
-                Parallel.forRanges(blockRows, minChunk: rowChunk) { rows in
-                    for row in rows {
-                        probabilitiesRow(p + row * S, count: S, visible: shape.visibleKeys(row % T), mask: mask,
-                                         logSumExp: logSumExp[qOffset + row])
+                for (rows, keys) in tiles {
+                    let first = qOffset + rows.lowerBound
+                    let qTile = q + first * D, dOutTile = dOut + first * D
+                    let rowChunk = max(1, 4096 / max(keys, 1))
+                    // P = exp(scale·Q·Kᵀ + mask − lse), recomputed: [rows, keys].
+                    BLAS.gemm(.none, .transposed, m: rows.count, n: keys, k: D, alpha: shape.scale, a: qTile, lda: D,
+                              b: k + kv, ldb: D, c: p, ldc: keys)
+                    Parallel.forRanges(rows.count, minChunk: rowChunk) { local in
+                        for i in local {
+                            probabilitiesRow(p + i * keys, count: keys, visible: shape.visibleKeys((rows.lowerBound + i) % T),
+                                             mask: mask, logSumExp: logSumExp[first + i])
+                        }
                     }
-                }
-                // dV = Pᵀ·dO: the GEMM's inner sum runs over every query row of the group.
-                if let dv = dv {
-                    BLAS.gemm(.transposed, .none, m: S, n: D, k: blockRows, a: p, lda: S, b: dOutBlock, ldb: D,
-                              c: dv + kv, ldc: D)
-                }
-                guard needScores else { continue }
-                // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dO ⊙ O)) in place.
-                BLAS.gemm(.none, .transposed, m: blockRows, n: S, k: D, a: dOutBlock, lda: D, b: v + kv, ldb: D,
-                          c: dp, ldc: S)
-                Parallel.forRanges(blockRows, minChunk: rowChunk) { rows in
-                    for row in rows {
-                        let delta = attentionDot(dOutBlock + row * D, out + (qOffset + row) * D, D)
-                        let pr = p + row * S, dpr = dp + row * S
-                        for j in 0..<S { dpr[j] = pr[j] * (dpr[j] - delta) }
+                    // dV[0..<keys] += Pᵀ·dO: summed over every query row (and so every query head) of the group.
+                    if let dv = dv {
+                        BLAS.gemm(.transposed, .none, m: keys, n: D, k: rows.count, a: p, lda: keys, b: dOutTile, ldb: D,
+                                  beta: 1, c: dv + kv, ldc: D)
                     }
-                }
-                if let dq = dq {
-                    BLAS.gemm(.none, .none, m: blockRows, n: D, k: S, alpha: shape.scale, a: dp, lda: S, b: k + kv, ldb: D,
-                              c: dq + qOffset * D, ldc: D)
-                }
-                if let dk = dk {
-                    BLAS.gemm(.transposed, .none, m: S, n: D, k: blockRows, alpha: shape.scale, a: dp, lda: S, b: qBlock, ldb: D,
-                              c: dk + kv, ldc: D)
+                    guard needScores else { continue }
+                    // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dO ⊙ O)) in place.
+                    BLAS.gemm(.none, .transposed, m: rows.count, n: keys, k: D, a: dOutTile, lda: D, b: v + kv, ldb: D,
+                              c: dp, ldc: keys)
+                    Parallel.forRanges(rows.count, minChunk: rowChunk) { local in
+                        for i in local {
+                            let delta = attentionDot(dOutTile + i * D, out + (first + i) * D, D)
+                            let pr = p + i * keys, dpr = dp + i * keys
+                            for j in 0..<keys { dpr[j] = pr[j] * (dpr[j] - delta) }
+                        }
+                    }
+                    if let dq = dq {  // dQ_tile = scale · dS · K
+                        BLAS.gemm(.none, .none, m: rows.count, n: D, k: keys, alpha: shape.scale, a: dp, lda: keys,
+                                  b: k + kv, ldb: D, c: dq + first * D, ldc: D)
+                    }
+                    if let dk = dk {  // dK[0..<keys] += scale · dSᵀ · Q_tile
+                        BLAS.gemm(.transposed, .none, m: keys, n: D, k: rows.count, alpha: shape.scale, a: dp, lda: keys,
+                                  b: qTile, ldb: D, beta: 1, c: dk + kv, ldc: D)
+                    }
                 }
             }
         }

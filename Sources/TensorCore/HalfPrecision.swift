@@ -60,7 +60,12 @@ public enum HalfPrecision {
     }
 
     /// The two 16-bit formats.
-    public enum Format: String, Sendable { case float16, bfloat16 }
+    public enum Format: String, Sendable {
+        /// IEEE binary16: 1 sign, 5 exponent, 10 mantissa bits.
+        case float16
+        /// bfloat16: the high 16 bits of a Float32 (8 exponent, 7 mantissa bits).
+        case bfloat16
+    }
 
     /// One Float16 bit pattern → Float32. Normal numbers re-bias the exponent; subnormals are scaled by
     /// an exact float subtraction; inf/NaN keep an all-ones exponent and their payload.

@@ -21,6 +21,7 @@ public struct RotaryTable: Sendable {
     public let positions: [Int]
     /// Head dimension (even); the table holds dim/2 frequencies per position.
     public let dim: Int
+    /// RoPE base (10 000 in Llama 2, 100 000 in SmolLM2).
     public let theta: Float
     /// cos and sin, [positions.count, dim / 2].
     public let cos: [Float]

@@ -5,5 +5,10 @@ struct LoRAKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lorakit",
         abstract: "Parameter-efficient fine-tuning (LoRA, AdaLoRA) of real pretrained models.",
-        subcommands: [Demo.self, Bench.self])
+        // One subcommand per line (and per file), so adding one never conflicts with another.
+        subcommands: [
+            Demo.self,
+            Inspect.self,
+            Bench.self,
+        ])
 }

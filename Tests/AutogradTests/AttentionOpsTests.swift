@@ -43,7 +43,7 @@ final class AttentionOpsTests: XCTestCase {
         let error = GradientCheck.maxRelativeError(inputs: [q, k, v], epsilon: 1e-2) { x in
             Reference.weightedSum(try! scaledDotProductAttention(q: x[0], k: x[1], v: x[2], causal: true), weights)
         }
-        XCTAssertLessThan(error, 2e-3)
+        XCTAssertLessThan(error, 5e-4)
     }
 
     /// Non-causal with padding, and causal with cached keys (T < S), including the decode step T = 1.
@@ -61,7 +61,7 @@ final class AttentionOpsTests: XCTestCase {
                 Reference.weightedSum(try! scaledDotProductAttention(q: x[0], k: x[1], v: x[2], causal: c.causal,
                                                                     keyPaddingMask: c.mask), weights)
             }
-            XCTAssertLessThan(error, 2e-3, "T \(c.t), S \(c.s), causal \(c.causal)")
+            XCTAssertLessThan(error, 5e-4, "T \(c.t), S \(c.s), causal \(c.causal)")
             if c.mask != nil {  // padded keys of batch 1 get exactly zero gradient
                 for h in 0..<2 { for j in 4..<6 { for e in 0..<8 {
                     XCTAssertEqual(k.grad![1, h, j, e], 0); XCTAssertEqual(v.grad![1, h, j, e], 0)
@@ -114,7 +114,7 @@ final class AttentionOpsTests: XCTestCase {
             let rk = try! rotaryEmbedding(x[1], table: table, layout: .halfSplit)
             return Reference.weightedSum(try! scaledDotProductAttention(q: rq, k: rk, v: x[2], causal: true), weights)
         }
-        XCTAssertLessThan(error, 2e-3)
+        XCTAssertLessThan(error, 5e-4)
     }
 
     func testAttentionArgumentErrors() {

@@ -25,7 +25,7 @@ final class NormOpsTests: XCTestCase {
         let error = GradientCheck.maxRelativeError(inputs: [x, w], epsilon: 1e-2) { v in
             Reference.weightedSum(try! rmsNorm(v[0], weight: v[1], eps: 1e-5), weights)
         }
-        XCTAssertLessThan(error, 2e-3)
+        XCTAssertLessThan(error, 5e-4)
     }
 
     /// A frozen weight receives no gradient, and the input gradient does not depend on whether it is frozen.
@@ -86,11 +86,11 @@ final class NormOpsTests: XCTestCase {
         let error = GradientCheck.maxRelativeError(inputs: [x, w, b], epsilon: 1e-2) { v in
             Reference.weightedSum(try! layerNorm(v[0], weight: v[1], bias: v[2], eps: 1e-5), weights)
         }
-        XCTAssertLessThan(error, 2e-3)
+        XCTAssertLessThan(error, 5e-4)
         let errorNoAffine = GradientCheck.maxRelativeError(inputs: [x], epsilon: 1e-2) { v in
             Reference.weightedSum(try! layerNorm(v[0], weight: nil, bias: nil, eps: 1e-5), weights)
         }
-        XCTAssertLessThan(errorNoAffine, 2e-3)
+        XCTAssertLessThan(errorNoAffine, 5e-4)
     }
 
     /// Many rows: the chunked weight/bias gradients equal Σ_rows dOut·x̂ and Σ_rows dOut; a frozen bias gets none.

@@ -1,5 +1,6 @@
 // Plain Double-precision reference implementations of the transformer ops, written from their definitions,
 // and a weighted-sum loss that turns any op output into a scalar for gradient checks.
+// Gradient checks assert < 5e-4: the ops measure 1e-5…8e-5 with ε = 1e-2, so a 0.1 % error in a gradient fails.
 import Foundation
 import TensorCore
 import Autograd

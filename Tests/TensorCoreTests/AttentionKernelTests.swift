@@ -28,8 +28,8 @@ final class AttentionKernelTests: XCTestCase {
         zip(a, b).reduce(0) { m, p in p.0 == p.1 ? m : max(m, abs(p.0 - p.1)) }  // equal infinities count as 0
     }
 
-    /// The GEMM path (grouped heads as one block) and the row loops agree on every output, for sizes that are
-    /// not multiples of the 8-lane loops, with masking, causal prefill and cached keys.
+    /// The GEMM path (grouped heads as one block, or tiles of query rows) and the row loops agree on every
+    /// output, for sizes that are not multiples of the 8-lane loops, with masking, causal prefill and cached keys.
     func testGEMMAndRowLoopStrategiesAgree() {
         var rng = RandomGenerator(seed: 1)
         for (t, s, causal, masked) in [(37, 37, true, false), (3, 40, true, false), (20, 20, false, true), (6, 11, true, true)] {
@@ -38,15 +38,18 @@ final class AttentionKernelTests: XCTestCase {
             let q = rng.normal([shape.queryCount]).array, k = rng.normal([shape.keyCount]).array
             let v = rng.normal([shape.keyCount]).array, dOut = rng.normal([shape.queryCount]).array
             let mask: [Float]? = masked ? (0..<(2 * s)).map { $0 >= 2 * s - 3 ? -.infinity : 0 } : nil
-            let a = run(shape, .matrixProducts, q: q, k: k, v: v, dOut: dOut, mask: mask)
-            let b = run(shape, .rowLoops, q: q, k: k, v: v, dOut: dOut, mask: mask)
-            let label = "T \(t) S \(s) causal \(causal) masked \(masked)"
-            XCTAssertLessThan(maxDiff(a.out, b.out), 1e-5, label)
-            XCTAssertLessThan(maxDiff(a.lse, b.lse), 1e-5, label)
-            XCTAssertLessThan(maxDiff(a.dq, b.dq), 1e-5, label)
-            XCTAssertLessThan(maxDiff(a.dk, b.dk), 1e-5, label)
-            XCTAssertLessThan(maxDiff(a.dv, b.dv), 1e-5, label)
-            XCTAssertGreaterThan(a.dk.map(abs).max()!, 0.01, label)
+            let reference = run(shape, .rowLoops, q: q, k: k, v: v, dOut: dOut, mask: mask)
+            XCTAssertGreaterThan(reference.dk.map(abs).max()!, 0.01)
+            // One block per (batch, kv head); 2 of the 3 grouped heads per tile; 5-row tiles inside a head.
+            for strategy in [AttentionStrategy.matrixProducts(), .matrixProducts(tileElements: 2 * t * s), .matrixProducts(tileElements: 5 * s)] {
+                let a = run(shape, strategy, q: q, k: k, v: v, dOut: dOut, mask: mask)
+                let label = "T \(t) S \(s) causal \(causal) masked \(masked) \(strategy)"
+                XCTAssertLessThan(maxDiff(a.out, reference.out), 1e-5, label)
+                XCTAssertLessThan(maxDiff(a.lse, reference.lse), 1e-5, label)
+                XCTAssertLessThan(maxDiff(a.dq, reference.dq), 1e-5, label)
+                XCTAssertLessThan(maxDiff(a.dk, reference.dk), 1e-5, label)
+                XCTAssertLessThan(maxDiff(a.dv, reference.dv), 1e-5, label)
+            }
         }
     }
 
@@ -61,7 +64,7 @@ final class AttentionKernelTests: XCTestCase {
         let q = rng.normal([t * s], std: 15).array
         var k = [Float](repeating: 0, count: s * s)
         for j in 0..<s { k[j * s + j] = 1 }  // scores = q
-        for strategy in [AttentionStrategy.matrixProducts, .rowLoops] {
+        for strategy in [AttentionStrategy.matrixProducts(), .rowLoops] {
             var out = [Float](repeating: 0, count: t * s), lse = [Float](repeating: 0, count: t)
             attentionForward(out: &out, logSumExp: &lse, q: q, k: k, v: k, keyPaddingMask: nil, shape: shape, strategy: strategy)
             for i in 0..<t {
@@ -82,7 +85,7 @@ final class AttentionKernelTests: XCTestCase {
         var rng = RandomGenerator(seed: 3)
         let q = rng.normal([shape.queryCount]).array, k = rng.normal([shape.keyCount]).array
         let v = rng.normal([shape.keyCount]).array, dOut = rng.normal([shape.queryCount]).array
-        for strategy in [AttentionStrategy.matrixProducts, .rowLoops] {
+        for strategy in [AttentionStrategy.matrixProducts(), .rowLoops] {
             let r = run(shape, strategy, q: q, k: k, v: v, dOut: dOut, mask: [Float](repeating: -.infinity, count: 5))
             XCTAssertTrue(r.out.allSatisfy { $0 == 0 })
             XCTAssertTrue(r.lse.allSatisfy { $0 == -.infinity })

@@ -79,9 +79,10 @@ extension AdaptableModel {
             let (r, alpha, _) = try config.resolved(for: layer.path)
             var layerRNG = rng.derived(UInt64(truncatingIfNeeded: layer.path.hashValueStable))
             let (branch, residual) = try LoRABranch.initialize(
-                weight: layer.weight.value, rank: r, alpha: alpha, useRSLoRA: config.useRSLoRA,
-                dropout: Float(config.loraDropout), method: config.initialization, rng: &layerRNG, module: layer.path)
-            if let residual { layer.weight.value = residual }
+                weight: layer.baseValueForInitialization(config.initialization), rank: r, alpha: alpha,
+                useRSLoRA: config.useRSLoRA, dropout: Float(config.loraDropout), method: config.initialization,
+                rng: &layerRNG, module: layer.path)
+            if let residual { try layer.replaceBaseWeight(residual) }
             try layer.addAdapter(name, branch)
         }
         _ = rng.nextUInt64()  // advance the caller's stream once per injection

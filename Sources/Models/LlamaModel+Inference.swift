@@ -1,0 +1,142 @@
+// Inference without autograd: raw buffers, the TensorCore kernels and `AdaptedLinear.apply`, over a KV cache.
+// A prompt is one call with all its tokens (projections are GEMMs over dequantised weights); each generated
+// token is one call with a single token (projections are quantized matrix-vector products). Same arithmetic
+// as the autograd forward, so the two agree to rounding.
+import Foundation
+import TensorCore
+import PEFT
+
+extension LlamaModel {
+    /// Runs `tokens` at positions cache.length ..< cache.length + n, appends their keys and values to `cache`,
+    /// and returns logits: of the last token [vocab], or of every token [n, vocab] with `allLogits`.
+    public func forward(tokens: [Int32], cache: KVCache, allLogits: Bool = false) throws -> Tensor {
+        let n = tokens.count
+        guard n > 0 else { throw ModelError.invalidArgument(name: "tokens", reason: "need at least one token") }
+        let c = config
+        guard cache.layerCount == c.layerCount, cache.kvHeadCount == c.kvHeadCount, cache.headDim == c.headDim else {
+            throw ModelError.invalidArgument(name: "cache", reason: "built for another model layout")
+        }
+        try validateTokens(tokens)
+        let start = cache.length
+        guard start + n <= cache.maxLength else { throw ModelError.contextOverflow(tokens: start + n, contextLength: cache.maxLength) }
+        try cache.reserve(start + n)
+
+        let (d, dh, hq, hkv, inter) = (c.hiddenSize, c.headDim, c.headCount, c.kvHeadCount, c.intermediateSize)
+        let ws = InferenceBuffers(rows: n, config: c)
+        embedRows(tokens, into: ws.hidden)
+        let table = try RotaryTable(start: start, count: n, dim: dh, theta: c.ropeTheta)
+        let group = hq / hkv
+        table.cos.withUnsafeBufferPointer { cosines in table.sin.withUnsafeBufferPointer { sines in
+            let cp = cosines.baseAddress!, sp = sines.baseAddress!
+            for (index, layer) in layers.enumerated() {
+                layer.inputNorm.value.withUnsafeBufferPointer { w in
+                    rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden, weight: w.baseAddress!, rows: n, dim: d, eps: c.rmsNormEps)
+                }
+                let a = layer.attention
+                a.qProj.apply(x: ws.normed, rows: n, out: ws.q)
+                a.kProj.apply(x: ws.normed, rows: n, out: ws.k)
+                a.vProj.apply(x: ws.normed, rows: n, out: ws.v)
+                // Token-major [n, heads, D] is [batch n, heads, length 1, D] with one position per "batch" row.
+                rotaryApply(out: ws.q, x: ws.q, cos: cp, sin: sp, batch: n, heads: hq, length: 1, dim: dh,
+                            perBatchPositions: true, layout: .halfSplit, inverse: false)
+                rotaryApply(out: ws.k, x: ws.k, cos: cp, sin: sp, batch: n, heads: hkv, length: 1, dim: dh,
+                            perBatchPositions: true, layout: .halfSplit, inverse: false)
+                cache.store(layer: index, keys: ws.k, values: ws.v, count: n)
+                // Attention per kv head: its `group` query heads as [group, n, D] against [start + n, D] keys.
+                let qHeads = n == 1 ? ws.q : ws.transposed(ws.q, rows: n, heads: hq, dim: dh, into: ws.headMajor)
+                let outHeads = n == 1 ? ws.attention : ws.headMajorOut
+                let shape = AttentionShape(batch: 1, queryHeads: group, kvHeads: 1, queryLength: n, keyLength: start + n,
+                                           headDim: dh, causal: true)
+                for g in 0..<hkv {
+                    attentionForward(out: outHeads + g * group * n * dh, logSumExp: nil, q: qHeads + g * group * n * dh,
+                                     k: cache.keys(layer: index, head: g), v: cache.values(layer: index, head: g),
+                                     keyPaddingMask: nil, shape: shape)
+                }
+                if n > 1 { ws.untransposed(outHeads, rows: n, heads: hq, dim: dh, into: ws.attention) }
+                a.oProj.apply(x: ws.attention, rows: n, out: ws.projected)
+                InferenceBuffers.add(ws.projected, into: ws.hidden, count: n * d)
+
+                layer.postAttentionNorm.value.withUnsafeBufferPointer { w in
+                    rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden, weight: w.baseAddress!, rows: n, dim: d, eps: c.rmsNormEps)
+                }
+                let m = layer.mlp
+                m.gateProj.apply(x: ws.normed, rows: n, out: ws.gate)
+                m.upProj.apply(x: ws.normed, rows: n, out: ws.up)
+                InferenceBuffers.swiglu(gate: ws.gate, up: ws.up, count: n * inter)
+                m.downProj.apply(x: ws.gate, rows: n, out: ws.projected)
+                InferenceBuffers.add(ws.projected, into: ws.hidden, count: n * d)
+            }
+        } }
+        cache.advance(by: tokens)
+
+        // Final norm and head for the rows asked for (prefill only needs the last one).
+        let first = allLogits ? 0 : n - 1, rows = n - first
+        norm.value.withUnsafeBufferPointer { w in
+            rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden + first * d, weight: w.baseAddress!, rows: rows, dim: d, eps: c.rmsNormEps)
+        }
+        return Tensor(shape: allLogits ? [n, c.vocabSize] : [c.vocabSize]) { out in
+            outputHead.apply(x: ws.normed, rows: rows, out: out.baseAddress!)
+        }
+    }
+
+    /// Embedding rows for ids (already validated) into out [ids.count, hidden].
+    func embedRows(_ ids: [Int32], into out: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
+        switch embedding {
+        case .dense(let table):
+            table.value.withUnsafeBufferPointer { t in
+                for (i, id) in ids.enumerated() { (out + i * d).update(from: t.baseAddress! + Int(id) * d, count: d) }
+            }
+        case .quantized(let q):
+            for (i, id) in ids.enumerated() { q.dequantizeRows(Int(id)..<(Int(id) + 1), into: out + i * d) }
+        }
+    }
+}
+
+/// Scratch buffers for one inference call of `rows` tokens, freed when the call ends.
+final class InferenceBuffers {
+    /// [rows, hidden]: residual stream, its normalised copy, a projection output.
+    let hidden, normed, projected: UnsafeMutablePointer<Float>
+    /// [rows, heads·D], [rows, kvHeads·D] ×2, attention output [rows, heads·D].
+    let q, k, v, attention: UnsafeMutablePointer<Float>
+    /// Head-major copies [heads, rows, D] of queries and attention outputs (prefill only).
+    let headMajor, headMajorOut: UnsafeMutablePointer<Float>
+    /// [rows, intermediate] ×2.
+    let gate, up: UnsafeMutablePointer<Float>
+    private let all: [UnsafeMutablePointer<Float>]
+
+    init(rows: Int, config c: LlamaConfig) {
+        func buffer(_ width: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(1, rows * width)) }
+        hidden = buffer(c.hiddenSize); normed = buffer(c.hiddenSize); projected = buffer(c.hiddenSize)
+        q = buffer(c.queryWidth); k = buffer(c.kvWidth); v = buffer(c.kvWidth); attention = buffer(c.queryWidth)
+        headMajor = rows > 1 ? buffer(c.queryWidth) : q
+        headMajorOut = rows > 1 ? buffer(c.queryWidth) : attention
+        gate = buffer(c.intermediateSize); up = buffer(c.intermediateSize)
+        all = [hidden, normed, projected, q, k, v, attention, gate, up] + (rows > 1 ? [headMajor, headMajorOut] : [])
+    }
+
+    deinit { for p in all { p.deallocate() } }
+
+    /// [rows, heads, D] → [heads, rows, D]; returns `out`.
+    func transposed(_ x: UnsafePointer<Float>, rows: Int, heads: Int, dim: Int, into out: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+        for t in 0..<rows { for h in 0..<heads { (out + (h * rows + t) * dim).update(from: x + (t * heads + h) * dim, count: dim) } }
+        return out
+    }
+
+    /// [heads, rows, D] → [rows, heads, D].
+    func untransposed(_ x: UnsafePointer<Float>, rows: Int, heads: Int, dim: Int, into out: UnsafeMutablePointer<Float>) {
+        for t in 0..<rows { for h in 0..<heads { (out + (t * heads + h) * dim).update(from: x + (h * rows + t) * dim, count: dim) } }
+    }
+
+    /// y += x.
+    static func add(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { y[i] += x[i] }
+    }
+
+    /// gate ← silu(gate) ⊙ up, in parallel chunks.
+    static func swiglu(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, count: Int) {
+        Parallel.forRanges(count, minChunk: transcendentalParallelChunk) { r in
+            for i in r { let a = gate[i]; gate[i] = a / (1 + Foundation.exp(-a)) * up[i] }
+        }
+    }
+}
