@@ -5,7 +5,12 @@ import Training
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Runnable demonstrations of LoRA's claims.", subcommands: [LowRank.self, DemoDates.self])
+        abstract: "Runnable demonstrations of LoRA's claims.",
+        subcommands: [
+            LowRank.self,
+            DemoAdaLoRA.self,
+            DemoDates.self,
+        ])
 
     struct LowRank: ParsableCommand {
         static let configuration = CommandConfiguration(
