@@ -10,6 +10,7 @@ struct Demo: ParsableCommand {
             LowRank.self,
             DemoAdaLoRA.self,
             DemoDates.self,
+            DemoFineTune.self,
         ])
 
     struct LowRank: ParsableCommand {
