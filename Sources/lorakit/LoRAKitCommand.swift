@@ -5,5 +5,5 @@ struct LoRAKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lorakit",
         abstract: "Parameter-efficient fine-tuning (LoRA, AdaLoRA) of real pretrained models.",
-        subcommands: [Demo.self, Bench.self, Inspect.self])
+        subcommands: [Demo.self, Bench.self, Inspect.self, Analyze.self])
 }
