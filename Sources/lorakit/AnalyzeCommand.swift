@@ -45,8 +45,8 @@ struct Analyze: ParsableCommand {
                 let file = try TensorSource(url: URL(fileURLWithPath: path))
                 guard !tensors.isEmpty else {
                     let names = file.matrixNames
-                    throw ValidationError("\(path): choose matrices with --tensor NAME; it has \(names.count) 2-D tensors, e.g. "
-                        + names.prefix(8).joined(separator: ", "))
+                    throw AnalysisError.invalidArgument(argument: "--tensor", reason: "\(path): choose matrices with --tensor NAME; "
+                        + "it has \(names.count) 2-D tensors, e.g. " + names.prefix(8).joined(separator: ", "))
                 }
                 spectra = try tensors.map { try Spectrum.of(matrix: file.matrix($0), name: $0) }
                 source = path
@@ -153,6 +153,6 @@ private func fileSafe(_ name: String) -> String {
 
 private func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
