@@ -32,7 +32,8 @@ public struct AxisScale: Sendable {
     /// Fits an axis to `values` (values without a position, such as NaN or ≤ 0 on a log axis, are ignored).
     /// With `niceBounds` the domain widens to whole ticks (or decades); otherwise it is exactly min...max.
     public static func fitting(_ values: [Double], kind: ScaleKind, pixelStart: Double, pixelEnd: Double,
-                               niceBounds: Bool = true, targetTickCount: Int = 6) throws -> AxisScale {
+                               niceBounds: Bool = true, targetTickCount: Int = 6,
+                               minimumStep: Double? = nil) throws -> AxisScale {
         let usable = values.filter { $0.isFinite && (kind == .linear || $0 > 0) }
         guard let lo = usable.min(), let hi = usable.max() else {
             throw PlotError.noPlottableData(chart: "axis")
@@ -42,8 +43,11 @@ public struct AxisScale: Sendable {
         }
         switch kind {
         case .linear:
+            if let m = minimumStep, !(m.isFinite && m > 0) {
+                throw PlotError.invalidArgument(argument: "minimumStep", reason: "\(m) must be finite and > 0")
+            }
             return linear(lo: lo, hi: hi, pixelStart: pixelStart, pixelEnd: pixelEnd, niceBounds: niceBounds,
-                          targetTickCount: targetTickCount)
+                          targetTickCount: targetTickCount, minimumStep: minimumStep)
         case .log10:
             return logarithmic(lo: lo, hi: hi, pixelStart: pixelStart, pixelEnd: pixelEnd, niceBounds: niceBounds)
         }
@@ -67,6 +71,7 @@ public struct AxisScale: Sendable {
     public func label(for value: Double) -> String {
         switch kind {
         case .log10:
+            guard Self.isPowerOfTen(value) else { return String(format: "%g", value) }
             let e = Int(Foundation.log10(value).rounded())
             return e == 0 ? "1" : "1e\(e)"
         case .linear:
@@ -80,12 +85,17 @@ public struct AxisScale: Sendable {
 
     /// Label markup for SVG: powers of ten as 10 with a superscript exponent, other labels escaped text.
     func labelMarkup(for value: Double) -> String {
-        guard kind == .log10 else { return escapeXML(label(for: value)) }
+        guard kind == .log10, Self.isPowerOfTen(value) else { return escapeXML(label(for: value)) }
         let e = Int(Foundation.log10(value).rounded())
         if e == 0 { return "1" }
         if e == 1 { return "10" }
         let exponent = e < 0 ? "\u{2212}\(-e)" : "\(e)"
         return "10<tspan dy=\"-0.45em\" font-size=\"75%\">\(exponent)</tspan>"
+    }
+
+    static func isPowerOfTen(_ value: Double) -> Bool {
+        let e = Foundation.log10(value)
+        return abs(e - e.rounded()) < 1e-9
     }
 
     /// 1, 2 or 5 × 10^k, the nearest "round" step to `x` > 0, as (mantissa, exponent).
@@ -107,14 +117,14 @@ public struct AxisScale: Sendable {
     }
 
     private static func linear(lo: Double, hi: Double, pixelStart: Double, pixelEnd: Double, niceBounds: Bool,
-                               targetTickCount: Int) -> AxisScale {
+                               targetTickCount: Int, minimumStep: Double?) -> AxisScale {
         var lo = lo, hi = hi
         if lo == hi {
             // A constant series still needs a visible span: centre it.
             let half = lo == 0 ? 1 : abs(lo) * 0.5
             lo -= half; hi += half
         }
-        let nice = niceStep((hi - lo) / Double(targetTickCount - 1))
+        let nice = niceStep(max((hi - lo) / Double(targetTickCount - 1), minimumStep ?? 0))
         let step = tickValue(1, mantissa: nice.mantissa, exponent: nice.exponent)
         var first = Int(Foundation.floor(lo / step + 1e-9))
         var last = Int(Foundation.ceil(hi / step - 1e-9))
@@ -152,12 +162,23 @@ public struct AxisScale: Sendable {
             if v >= lower * (1 - 1e-12) && v <= upper * (1 + 1e-12) { ticks.append(v) }
             decade += stride
         }
+        // Spanning at most two decades, 2×10^k and 5×10^k become labelled ticks too: a lone "10⁻¹ … 1" axis
+        // would otherwise give no reading aid.
+        if stride == 1 && lastDecade - firstDecade <= 2 {
+            for d in (firstDecade - 1)..<lastDecade {
+                for m in [2.0, 5.0] {
+                    let v = m * Foundation.pow(10, Double(d))
+                    if v > lower && v < upper { ticks.append(v) }
+                }
+            }
+            ticks.sort()
+        }
         var minor: [Double] = []
         if stride == 1 && lastDecade - firstDecade <= 6 {
             for d in (firstDecade - 1)..<lastDecade {
                 for m in 2...9 {
                     let v = Double(m) * Foundation.pow(10, Double(d))
-                    if v > lower && v < upper { minor.append(v) }
+                    if v > lower && v < upper && !ticks.contains(where: { abs($0 - v) <= 1e-9 * v }) { minor.append(v) }
                 }
             }
         }

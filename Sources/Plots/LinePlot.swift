@@ -44,9 +44,11 @@ public struct LinePlot: Sendable {
     public var showsMarkers: Bool = false
     /// Draw the legend right of the plot area.
     public var showsLegend: Bool = true
-    /// Width of the whole SVG in pixels (the legend takes part of it).
+    /// Keep linear x ticks on whole numbers (x is an index such as a rank k).
+    public var integerXTicks: Bool = false
+    /// Width of the whole SVG in pixels (the legend takes part of it; more when a wide legend needs it).
     public var width: Double = 720
-    /// Height of the whole SVG in pixels.
+    /// Height of the whole SVG in pixels (more when the legend needs it).
     public var height: Double = 440
 
     /// A chart with the given texts and series; scales and options keep their defaults until set.
@@ -68,14 +70,20 @@ public struct LinePlot: Sendable {
 
         let fontSize = 12.0
         let legendWidth = showsLegend && !series.isEmpty
-            ? min(width * 0.35, 50 + (series.map { estimatedTextWidth($0.name, fontSize: fontSize) }.max() ?? 0)) : 0
+            ? min(420, 50 + (series.map { estimatedTextWidth($0.name, fontSize: fontSize) }.max() ?? 0)) : 0
         let left = 78.0, right = 18.0 + legendWidth, top = title.isEmpty ? 20.0 : 44.0, bottom = 56.0
+        // The chart grows wider rather than squeezing the plot area below 360 px for a wide legend.
+        let width = max(self.width, left + 360 + right)
+        // The chart grows taller when the legend needs more rows than the plot area is high: never clip it.
+        let legendHeight = legendWidth > 0 ? 8 + Double(series.count) * (fontSize + 8) : 0
+        let height = max(self.height, top + legendHeight + bottom)
         let plotLeft = left, plotRight = width - right, plotTop = top, plotBottom = height - bottom
         guard plotRight - plotLeft >= 60 else {
             throw PlotError.invalidArgument(argument: "width", reason: "\(width) px leaves no room for the plot area")
         }
 
-        let xAxis = try AxisScale.fitting(placeable.map { $0.0 }, kind: xScale, pixelStart: plotLeft, pixelEnd: plotRight)
+        let xAxis = try AxisScale.fitting(placeable.map { $0.0 }, kind: xScale, pixelStart: plotLeft, pixelEnd: plotRight,
+                                          minimumStep: integerXTicks ? 1 : nil)
         let yAxis = try AxisScale.fitting(placeable.map { $0.1 }, kind: yScale, pixelStart: plotBottom, pixelEnd: plotTop)
 
         var svg = SVGDocument(width: width, height: height)

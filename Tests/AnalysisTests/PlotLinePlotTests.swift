@@ -135,6 +135,19 @@ final class PlotLinePlotTests: XCTestCase {
         }
     }
 
+    func testLongLegendsGrowTheChartInsteadOfBeingClipped() throws {
+        let series = (0..<40).map { LineSeries(name: "model.layers.\($0).self_attn.q_proj", y: [3, 2, 1]) }
+        let elements = try SVGTestParser.parse(try LinePlot(title: "t", xLabel: "k", yLabel: "σ", series: series).render())
+        let svg = elements[0]
+        let labels = elements.matching("text", class: "legend-label")
+        XCTAssertEqual(labels.count, 40)
+        XCTAssertEqual(labels.last?.text, "model.layers.39.self_attn.q_proj")   // not truncated: the chart widened
+        XCTAssertGreaterThan(svg.double("width")!, 720)
+        // 40 rows × 20 px below the 44 px title margin, plus the 56 px bottom margin.
+        XCTAssertEqual(svg.double("height")!, 44 + 8 + 40 * 20 + 56, accuracy: 0.01)
+        XCTAssertLessThan(labels.compactMap { $0.double("y") }.max()!, svg.double("height")!)
+    }
+
     func testEscapeXMLHandlesSpecialAndControlCharacters() {
         XCTAssertEqual(escapeXML("a<b>&\"c'\u{01}d"), "a&lt;b&gt;&amp;&quot;c&apos;d")
         XCTAssertEqual(escapeXML("layers.0.self_attn.q_proj φ"), "layers.0.self_attn.q_proj φ")
