@@ -10,5 +10,7 @@ struct LoRAKitCommand: ParsableCommand {
             Demo.self,
             Inspect.self,
             Bench.self,
+            Generate.self,
+            Chat.self,
         ])
 }
