@@ -15,7 +15,7 @@ public func decodeAttention(out: UnsafeMutablePointer<Float>, q: UnsafePointer<F
     let group = max(1, queryHeads / kvHeads)
     // One head is ~4·S·D flops; below ~32 K of them a thread hand-off costs more than it saves.
     let minHeads = max(1, 8192 / max(S * D, 1))
-    Parallel.forRanges(queryHeads, minChunk: minHeads) { heads in
+    Parallel.forBalancedRanges(queryHeads, minChunk: minHeads, chunksPerThread: 2) { heads in
         let p = UnsafeMutablePointer<Float>.allocate(capacity: S)
         defer { p.deallocate() }
         for h in heads {
