@@ -25,7 +25,6 @@ extension LlamaModel {
         let ws = InferenceBuffers(rows: n, config: c)
         embedRows(tokens, into: ws.hidden)
         let table = try RotaryTable(start: start, count: n, dim: dh, theta: c.ropeTheta)
-        let group = hq / hkv
         table.cos.withUnsafeBufferPointer { cosines in table.sin.withUnsafeBufferPointer { sines in
             let cp = cosines.baseAddress!, sp = sines.baseAddress!
             for (index, layer) in layers.enumerated() {
@@ -33,26 +32,21 @@ extension LlamaModel {
                     rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden, weight: w.baseAddress!, rows: n, dim: d, eps: c.rmsNormEps)
                 }
                 let a = layer.attention
-                a.qProj.apply(x: ws.normed, rows: n, out: ws.q)
-                a.kProj.apply(x: ws.normed, rows: n, out: ws.k)
-                a.vProj.apply(x: ws.normed, rows: n, out: ws.v)
+                AdaptedLinear.apply([a.qProj, a.kProj, a.vProj], x: ws.normed, rows: n, outputs: [ws.q, ws.k, ws.v])
                 // Token-major [n, heads, D] is [batch n, heads, length 1, D] with one position per "batch" row.
                 rotaryApply(out: ws.q, x: ws.q, cos: cp, sin: sp, batch: n, heads: hq, length: 1, dim: dh,
                             perBatchPositions: true, layout: .halfSplit, inverse: false)
                 rotaryApply(out: ws.k, x: ws.k, cos: cp, sin: sp, batch: n, heads: hkv, length: 1, dim: dh,
                             perBatchPositions: true, layout: .halfSplit, inverse: false)
                 cache.store(layer: index, keys: ws.k, values: ws.v, count: n)
-                // Attention per kv head: its `group` query heads as [group, n, D] against [start + n, D] keys.
-                let qHeads = n == 1 ? ws.q : ws.transposed(ws.q, rows: n, heads: hq, dim: dh, into: ws.headMajor)
-                let outHeads = n == 1 ? ws.attention : ws.headMajorOut
-                let shape = AttentionShape(batch: 1, queryHeads: group, kvHeads: 1, queryLength: n, keyLength: start + n,
-                                           headDim: dh, causal: true)
-                for g in 0..<hkv {
-                    attentionForward(out: outHeads + g * group * n * dh, logSumExp: nil, q: qHeads + g * group * n * dh,
-                                     k: cache.keys(layer: index, head: g), v: cache.values(layer: index, head: g),
-                                     keyPaddingMask: nil, shape: shape)
+                if n == 1 {  // decode: every head in one call against the cache
+                    decodeAttention(out: ws.attention, q: ws.q, keys: cache.keys(layer: index, head: 0),
+                                    values: cache.values(layer: index, head: 0), headStride: cache.capacity * dh,
+                                    queryHeads: hq, kvHeads: hkv, keyLength: start + 1, headDim: dh,
+                                    scale: 1 / Float(dh).squareRoot())
+                } else {
+                    attendPrompt(ws, cache: cache, layer: index, start: start, rows: n)
                 }
-                if n > 1 { ws.untransposed(outHeads, rows: n, heads: hq, dim: dh, into: ws.attention) }
                 a.oProj.apply(x: ws.attention, rows: n, out: ws.projected)
                 InferenceBuffers.add(ws.projected, into: ws.hidden, count: n * d)
 
@@ -60,8 +54,7 @@ extension LlamaModel {
                     rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden, weight: w.baseAddress!, rows: n, dim: d, eps: c.rmsNormEps)
                 }
                 let m = layer.mlp
-                m.gateProj.apply(x: ws.normed, rows: n, out: ws.gate)
-                m.upProj.apply(x: ws.normed, rows: n, out: ws.up)
+                AdaptedLinear.apply([m.gateProj, m.upProj], x: ws.normed, rows: n, outputs: [ws.gate, ws.up])
                 InferenceBuffers.swiglu(gate: ws.gate, up: ws.up, count: n * inter)
                 m.downProj.apply(x: ws.gate, rows: n, out: ws.projected)
                 InferenceBuffers.add(ws.projected, into: ws.hidden, count: n * d)
@@ -77,6 +70,22 @@ extension LlamaModel {
         return Tensor(shape: allLogits ? [n, c.vocabSize] : [c.vocabSize]) { out in
             outputHead.apply(x: ws.normed, rows: rows, out: out.baseAddress!)
         }
+    }
+
+    /// Prompt attention (n > 1 tokens at positions start..<start+n): per kv head, its query heads as
+    /// [group, n, D] against the [start + n, D] cached keys, causal. Writes ws.attention [n, heads·D].
+    private func attendPrompt(_ ws: InferenceBuffers, cache: KVCache, layer: Int, start: Int, rows n: Int) {
+        let (dh, hq, hkv) = (config.headDim, config.headCount, config.kvHeadCount)
+        let group = hq / hkv
+        let qHeads = ws.transposed(ws.q, rows: n, heads: hq, dim: dh, into: ws.headMajor)
+        let shape = AttentionShape(batch: 1, queryHeads: group, kvHeads: 1, queryLength: n, keyLength: start + n,
+                                   headDim: dh, causal: true)
+        for g in 0..<hkv {
+            attentionForward(out: ws.headMajorOut + g * group * n * dh, logSumExp: nil, q: qHeads + g * group * n * dh,
+                             k: cache.keys(layer: layer, head: g), v: cache.values(layer: layer, head: g),
+                             keyPaddingMask: nil, shape: shape)
+        }
+        ws.untransposed(ws.headMajorOut, rows: n, heads: hq, dim: dh, into: ws.attention)
     }
 
     /// Embedding rows for ids (already validated) into out [ids.count, hidden].

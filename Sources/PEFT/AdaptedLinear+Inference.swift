@@ -2,6 +2,7 @@
 // beyond a rank-sized scratch. Same result as `forward(_:rng:training: false)` (dropout is off in inference).
 import TensorCore
 import Autograd
+import Formats
 
 extension AdaptedLinear {
     /// out [rows, outFeatures] = x [rows, inFeatures]·Wᵀ + b + Σ active adapter branches (none when disabled or
@@ -20,6 +21,26 @@ extension AdaptedLinear {
         case .quantized(let q):
             QuantizedProducts.forward(q, x: x, rows: rows, out: out)
         }
+        finishApply(x: x, rows: rows, out: out)
+    }
+
+    /// `apply` for several layers reading the same x (q/k/v, gate/up). For one row and quantized bases the base
+    /// products run in one parallel region; otherwise layer by layer.
+    public static func apply(_ layers: [AdaptedLinear], x: UnsafePointer<Float>, rows: Int, outputs: [UnsafeMutablePointer<Float>]) {
+        precondition(layers.count == outputs.count, "apply: \(layers.count) layers but \(outputs.count) outputs")
+        let bases = layers.compactMap(\.quantizedWeight)
+        guard rows == 1, bases.count == layers.count, bases.allSatisfy(\.hasFusedRowKernel),
+              Set(layers.map(\.inFeatures)).count == 1 else {
+            for (layer, out) in zip(layers, outputs) { layer.apply(x: x, rows: rows, out: out) }
+            return
+        }
+        for layer in layers where layer.adaptersDisabled && !layer.mergedAdapterNames.isEmpty { layer.unmerge() }
+        QuantizedMatrix.matvec(bases, x: x, outputs: outputs)
+        for (layer, out) in zip(layers, outputs) { layer.finishApply(x: x, rows: rows, out: out) }
+    }
+
+    /// Adds the bias and the active adapter branches to a base product in `out`.
+    private func finishApply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
         if let b = bias?.value { QuantizedProducts.addBias(b, rows: rows, out: out) }
         guard !adaptersDisabled, mergedAdapterNames.isEmpty else { return }
         for name in activeAdapterNames {

@@ -49,7 +49,14 @@ enum QuantizedProducts {
     static func forward(_ w: QuantizedMatrix, x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
         guard rows > 0, w.rows > 0 else { return }
         guard w.columns > 0 else { out.update(repeating: 0, count: rows * w.rows); return }
-        if rows < gemmRowThreshold { w.matmul(x: x, batch: rows, out: out); return }
+        if rows < gemmRowThreshold {
+            if w.hasFusedRowKernel {  // one fused matrix-vector product per row
+                for r in 0..<rows { QuantizedMatrix.matvec([w], x: x + r * w.columns, outputs: [out + r * w.rows]) }
+            } else {
+                w.matmul(x: x, batch: rows, out: out)
+            }
+            return
+        }
         forEachTile(w) { r0, n, tile in
             // out[:, r0..<r0+n] = x [rows, in] · tileᵀ [in, n]
             BLAS.gemm(.none, .transposed, m: rows, n: n, k: w.columns, a: x, lda: w.columns,

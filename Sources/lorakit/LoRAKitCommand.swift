@@ -12,5 +12,7 @@ struct LoRAKitCommand: ParsableCommand {
             Inspect.self,
             Analyze.self,
             Bench.self,
+            Generate.self,
+            Chat.self,
         ])
 }

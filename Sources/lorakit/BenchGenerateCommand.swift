@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import Models
+import TensorCore
+
+/// `lorakit bench generate`: prefill and decode speed of a model, and its memory.
+struct BenchGenerate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Prefill tokens/s (one prompt), decode tokens/s (batch 1), peak RSS and weight bytes, as JSON.")
+
+    @Option(help: "A .gguf file or a Hugging Face model directory.") var model: String
+    @Option(help: "Prompt length for the prefill measurement.") var promptTokens: Int = 512
+    @Option(help: "Tokens generated for the decode measurement.") var newTokens: Int = 256
+    @Option(help: "Timed repetitions of the prefill (the best is reported).") var repeats: Int = 3
+
+    func validate() throws {
+        guard promptTokens > 0, newTokens > 0, repeats > 0 else {
+            throw ValidationError("--prompt-tokens, --new-tokens and --repeats must be positive")
+        }
+    }
+
+    func run() throws {
+        try BLAS.ensureAvailable()
+        let loadStart = Date()
+        let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
+        let loadSeconds = Date().timeIntervalSince(loadStart)
+        let m = loaded.model
+        guard promptTokens + newTokens <= m.config.contextLength else {
+            throw ValidationError("--prompt-tokens + --new-tokens = \(promptTokens + newTokens) exceeds the context length \(m.config.contextLength)")
+        }
+        // A fixed pseudo-random prompt of ordinary tokens (ids past the first 256 specials/bytes where possible).
+        var rng = RandomGenerator(seed: 7)
+        let low = min(256, m.config.vocabSize - 1)
+        let prompt = (0..<promptTokens).map { _ in Int32(low + Int(rng.nextUInt64() % UInt64(m.config.vocabSize - low))) }
+
+        var bestPrefill = Double.infinity
+        var cache = KVCache(config: m.config)
+        var logits = Tensor(zeros: [1])
+        for _ in 0..<repeats {
+            cache = KVCache(config: m.config)
+            let start = DispatchTime.now().uptimeNanoseconds
+            logits = try m.forward(tokens: prompt, cache: cache)
+            bestPrefill = min(bestPrefill, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        var sampler = try Sampler(SamplingParameters())
+        var history = prompt
+        let decodeStart = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<newTokens {
+            let next = sampler.sample(logits: logits, history: history)
+            history.append(next)
+            logits = try m.forward(tokens: [next], cache: cache)
+        }
+        let decodeSeconds = Double(DispatchTime.now().uptimeNanoseconds - decodeStart) / 1e9
+        let memory = ProcessMemory.current()
+        let blas = BLAS.describe()
+        let json: [String: Any] = [
+            "benchmark": "generate", "model": loaded.source, "threads": blas.threads, "blas_kernel": blas.kernel,
+            "load_seconds": (loadSeconds * 1000).rounded() / 1000,
+            "prompt_tokens": promptTokens, "prefill_seconds": (bestPrefill * 1000).rounded() / 1000,
+            "prefill_tokens_per_second": (Double(promptTokens) / bestPrefill * 10).rounded() / 10,
+            "new_tokens": newTokens, "decode_seconds": (decodeSeconds * 1000).rounded() / 1000,
+            "decode_tokens_per_second": (Double(newTokens) / decodeSeconds * 10).rounded() / 10,
+            "model_weight_bytes": m.weightBytes, "kv_cache_bytes": cache.byteCount,
+            "rss_bytes": memory.residentBytes, "peak_rss_bytes": memory.peakResidentBytes,
+        ]
+        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Resident memory of this process from /proc/self/status (VmRSS, VmHWM), or getrusage's peak elsewhere.
+enum ProcessMemory {
+    static func current() -> (residentBytes: Int, peakResidentBytes: Int) {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
+            func kib(_ key: String) -> Int? {
+                guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return nil }
+                return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
+            }
+            if let rss = kib("VmRSS"), let peak = kib("VmHWM") { return (rss, peak) }
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peak = Int(usage.ru_maxrss) * 1024  // KiB on Linux
+        return (peak, peak)
+    }
+}
