@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build -c release --product lorakit >/dev/null
-.build/release/lorakit demo lowrank "$@"
+.build/release/lorakit demo finetune "$@"
