@@ -33,6 +33,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // Layer 0: dense Float32 tensors, RNG, BLAS/LAPACK binding, vectorised kernels.
@@ -54,7 +55,8 @@ let package = Package(
         // Layer 0 (no numerics): SVG charts (line plots, heatmaps) written by hand.
         .target(name: "Plots"),
         // Layer 5: data, trainer, experiments.
-        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Plots"], swiftSettings: fast),
+        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Plots",
+                                              .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         // Layer 5: low-rank analysis of weights and adapters (spectrum, subspace similarity, amplification).
         .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
         // Layer 6: the CLI, one file per subcommand.

@@ -5,7 +5,13 @@ import Training
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Runnable demonstrations of LoRA's claims.", subcommands: [LowRank.self])
+        abstract: "Runnable demonstrations of LoRA's claims.",
+        subcommands: [
+            LowRank.self,
+            DemoAdaLoRA.self,
+            DemoDates.self,
+            DemoFineTune.self,
+        ])
 
     struct LowRank: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -8,7 +8,9 @@ struct LoRAKitCommand: ParsableCommand {
         // One subcommand per line (and per file), so adding one never conflicts with another.
         subcommands: [
             Demo.self,
+            Train.self,
             Inspect.self,
+            Analyze.self,
             Bench.self,
             Generate.self,
             Chat.self,

@@ -1,1 +1,0 @@
-// Plots module: see docs/ARCHITECTURE.md

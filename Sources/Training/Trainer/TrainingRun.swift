@@ -1,0 +1,45 @@
+// A whole `lorakit train` run once the model is loaded: read and tokenise the splits, report what was cut or
+// dropped, train, and plot the losses. Model loading stays with the caller (the CLI), so this needs no family.
+import Foundation
+import Tokenizers
+
+public enum TrainingRun {
+    /// Trains `model` as `plan` says; `chatTemplate` is the model's Jinja template (used for {"messages"} data).
+    @discardableResult
+    public static func execute(_ plan: TrainingRunPlan, model: any TrainableLanguageModel, tokenizer: any Tokenizer,
+                               chatTemplate: String?, progress: ProgressLine?) throws -> TrainingSummary {
+        let splits = try TrainingDataSplits.load(plan.dataPath, requireValid: false)
+        let usesChat = [splits.train, splits.valid].contains { $0?.examples.first?.formatName == "messages" }
+        let template: ChatTemplate?
+        if usesChat {  // a chat dataset needs a usable template: report why there is none
+            template = try ChatTemplate(template: chatTemplate, formatOverride: plan.chatFormat)
+        } else {
+            template = try? ChatTemplate(template: chatTemplate, formatOverride: plan.chatFormat)
+        }
+        let encoder = try ExampleEncoder(tokenizer: tokenizer, chatTemplate: template, options: plan.encoding)
+        let train = try TokenizedDataset(file: splits.train, encoder: encoder)
+        let valid = try splits.valid.map { try TokenizedDataset(file: $0, encoder: encoder) }
+        for (name, data) in [("train", train), ("valid", valid)] {
+            guard let data else { progress?.print("note: no valid.jsonl in \(plan.dataPath.path): no evaluation"); continue }
+            let total = data.examples.count + data.droppedCount
+            progress?.print("\(name): \(data.examples.count) examples, \(data.tokenCount) tokens, \(data.targetCount) learnt")
+            if data.truncatedCount > 0 {
+                progress?.print("warning: \(data.truncatedCount) of \(total) \(name) examples are longer than --max-length \(plan.encoding.maxLength) and were cut")
+            }
+            if data.droppedCount > 0 {
+                progress?.print("warning: \(data.droppedCount) of \(total) \(name) examples have nothing to learn within --max-length and were left out")
+            }
+        }
+        let paddingID = Int32(tokenizer.specialTokenIDs.padding ?? tokenizer.specialTokenIDs.eos ?? 0)
+        let trainer = try Trainer(model: model, loraConfig: plan.lora, trainData: train, validData: valid, paddingID: paddingID,
+                                  configuration: plan.trainer)
+        trainer.progress = progress
+        let summary = try trainer.run(resumeFrom: plan.resume)
+        if summary.adapterDirectory != nil {
+            let plot = plan.trainer.outputDirectory.appendingPathComponent("loss.svg")
+            try LossPlot.write(metricsFile: summary.metricsFile, to: plot)
+            progress?.print("Loss plot: \(plot.path)")
+        }
+        return summary
+    }
+}
