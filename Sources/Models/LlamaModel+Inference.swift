@@ -9,7 +9,26 @@ import PEFT
 extension LlamaModel {
     /// Runs `tokens` at positions cache.length ..< cache.length + n, appends their keys and values to `cache`,
     /// and returns logits: of the last token [vocab], or of every token [n, vocab] with `allLogits`.
+    /// Long prompts run in chunks of `prefillChunkSize` tokens so scratch memory stays bounded (~20 MB for SmolLM2).
     public func forward(tokens: [Int32], cache: KVCache, allLogits: Bool = false) throws -> Tensor {
+        guard tokens.count > prefillChunkSize else { return try forwardChunk(tokens, cache: cache, allLogits: allLogits) }
+        guard cache.length + tokens.count <= cache.maxLength else {
+            throw ModelError.contextOverflow(tokens: cache.length + tokens.count, contextLength: cache.maxLength)
+        }
+        try validateTokens(tokens)
+        var rows: [Float] = []
+        var last = Tensor(zeros: [0])
+        var start = 0
+        while start < tokens.count {
+            let end = min(start + max(prefillChunkSize, 1), tokens.count)
+            last = try forwardChunk(Array(tokens[start..<end]), cache: cache, allLogits: allLogits)
+            if allLogits { rows += last.array }
+            start = end
+        }
+        return allLogits ? Tensor(rows, shape: [tokens.count, config.vocabSize]) : last
+    }
+
+    private func forwardChunk(_ tokens: [Int32], cache: KVCache, allLogits: Bool) throws -> Tensor {
         let n = tokens.count
         guard n > 0 else { throw ModelError.invalidArgument(name: "tokens", reason: "need at least one token") }
         let c = config

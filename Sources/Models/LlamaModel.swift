@@ -61,6 +61,8 @@ public final class LlamaModel: AdaptableModel, Module {
     /// Separate output head [vocab, hidden] (`lm_head`), or nil when tied to the embedding.
     public let lmHead: AdaptedLinear?
     public var isTraining = false
+    /// Most prompt tokens run through the cache path at once (longer prompts are split); bounds scratch memory.
+    public var prefillChunkSize = 512
     /// lm_head, or for a tied model the embedding wrapped as a layer (never listed, never adapted).
     let outputHead: AdaptedLinear
     /// Dequantised copy of a quantized tied/untied head, made on first use by the training loss.

@@ -30,7 +30,7 @@ extension AdaptedLinear {
         precondition(layers.count == outputs.count, "apply: \(layers.count) layers but \(outputs.count) outputs")
         let bases = layers.compactMap(\.quantizedWeight)
         guard rows == 1, bases.count == layers.count, bases.allSatisfy(\.hasFusedRowKernel),
-              Set(layers.map(\.inFeatures)).count == 1 else {
+              layers.allSatisfy({ $0.inFeatures == layers[0].inFeatures }) else {
             for (layer, out) in zip(layers, outputs) { layer.apply(x: x, rows: rows, out: out) }
             return
         }

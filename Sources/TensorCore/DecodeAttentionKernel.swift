@@ -1,6 +1,11 @@
 // Attention for one decode step: each query head's single new row against every cached key of its kv head.
 // The cache keeps each kv head's keys as a contiguous [S, D] block inside a larger buffer (room to grow), so
-// heads are `headStride` floats apart rather than S·D; all query heads run in one parallel region.
+// heads are `headStride` floats apart rather than S·D.
+//
+// Work is split by (kv head, key range): the query heads sharing a kv head are done together, so each cached
+// key and value row is read once per step (the cache, not the weights, dominates memory traffic for long
+// contexts), and long contexts are cut into key ranges whose partial softmaxes are merged at the end
+// (flash-decoding), so two threads stay busy even with only a few kv heads.
 import Foundation
 
 /// out[h] = softmax(scale · q[h]·K_gᵀ) · V_g for every query head h, with g = h / (queryHeads / kvHeads).
@@ -13,26 +18,60 @@ public func decodeAttention(out: UnsafeMutablePointer<Float>, q: UnsafePointer<F
     guard queryHeads > 0, kvHeads > 0, D > 0 else { return }
     guard S > 0 else { out.update(repeating: 0, count: queryHeads * D); return }
     let group = max(1, queryHeads / kvHeads)
-    // One head is ~4·S·D flops; below ~32 K of them a thread hand-off costs more than it saves.
-    let minHeads = max(1, 8192 / max(S * D, 1))
-    Parallel.forBalancedRanges(queryHeads, minChunk: minHeads, chunksPerThread: 2) { heads in
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: S)
+    // Key ranges per kv head: enough pieces for every thread, each at least 64 keys.
+    let splits = max(1, min((2 * Parallel.threadCount + kvHeads - 1) / kvHeads, S / 64))
+    let pieces = kvHeads * splits
+    // Per (query head, piece): running max, exp-sum and unnormalised output.
+    let maxima = UnsafeMutablePointer<Float>.allocate(capacity: queryHeads * splits)
+    let sums = UnsafeMutablePointer<Float>.allocate(capacity: queryHeads * splits)
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: queryHeads * splits * D)
+    defer { maxima.deallocate(); sums.deallocate(); partial.deallocate() }
+    let minPieces = max(1, 32_768 / max(S / splits * D * group, 1))
+    Parallel.forBalancedRanges(pieces, minChunk: minPieces, chunksPerThread: 1) { range in
+        let longest = (S + splits - 1) / splits
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: group * longest)
         defer { p.deallocate() }
-        for h in heads {
-            let g = h / group, qh = q + h * D, o = out + h * D
+        for piece in range {
+            let g = piece / splits, split = piece % splits
+            let j0 = S * split / splits, j1 = S * (split + 1) / splits, n = j1 - j0
             let k = keys + g * headStride, v = values + g * headStride
-            var m = -Float.infinity
-            for j in 0..<S {
-                let s = scale * decodeDot(qh, k + j * D, D)
-                p[j] = s
-                m = max(m, s)
+            // Scores: each key row is read once for all of the group's query heads.
+            for j in 0..<n {
+                let kr = k + (j0 + j) * D
+                for i in 0..<group { p[i * n + j] = scale * decodeDot(q + (g * group + i) * D, kr, D) }
             }
-            let sum = decodeExpShifted(p, S, by: m)
-            o.update(repeating: 0, count: D)
-            for j in 0..<S { decodeAxpy(p[j], v + j * D, o, D) }
-            let inverse = 1 / sum
-            for d in 0..<D { o[d] *= inverse }
+            for i in 0..<group {
+                let h = g * group + i, slot = h * splits + split
+                var m = -Float.infinity
+                for j in 0..<n { m = max(m, p[i * n + j]) }
+                maxima[slot] = m
+                sums[slot] = decodeExpShifted(p + i * n, n, by: m)
+                (partial + slot * D).update(repeating: 0, count: D)
+            }
+            // Values: each row read once, added into every head's partial output.
+            for j in 0..<n {
+                let vr = v + (j0 + j) * D
+                for i in 0..<group {
+                    let slot = (g * group + i) * splits + split
+                    decodeAxpy(p[i * n + j], vr, partial + slot * D, D)
+                }
+            }
         }
+    }
+    // Merge the pieces of each head: rescale to the common maximum, then normalise.
+    for h in 0..<queryHeads {
+        var m = -Float.infinity
+        for split in 0..<splits { m = max(m, maxima[h * splits + split]) }
+        let o = out + h * D
+        o.update(repeating: 0, count: D)
+        var total: Float = 0
+        for split in 0..<splits {
+            let slot = h * splits + split, w = Foundation.exp(maxima[slot] - m)
+            total += w * sums[slot]
+            decodeAxpy(w, partial + slot * D, o, D)
+        }
+        let inverse = 1 / total
+        for d in 0..<D { o[d] *= inverse }
     }
 }
 

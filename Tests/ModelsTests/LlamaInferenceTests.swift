@@ -41,6 +41,11 @@ final class LlamaInferenceTests: XCTestCase {
         XCTAssertEqual(cache.length, 280)
         XCTAssertEqual(cache.capacity, 320)  // doubled past 256, capped at the context
         XCTAssertEqual(cache.tokens, ids)
+        // A prompt longer than one prefill chunk (run as several) gives the same logits.
+        model.prefillChunkSize = 64
+        let chunked = try model.forward(tokens: ids, cache: KVCache(config: model.config), allLogits: true)
+        model.prefillChunkSize = 512
+        XCTAssertLessThan(maxAbsDifference(chunked, full), 1e-4)
         // Rewind to 100 and feed a chunk of 5: the same logits as before.
         cache.truncate(to: 100)
         let again = try model.forward(tokens: Array(ids[100..<105]), cache: cache, allLogits: true)

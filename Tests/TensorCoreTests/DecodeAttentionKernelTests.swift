@@ -6,7 +6,7 @@ import TensorCore
 final class DecodeAttentionKernelTests: XCTestCase {
     func testMatchesGeneralKernelWithStridedHeads() {
         var rng = RandomGenerator(seed: 5)
-        for (heads, kvHeads, keys, dim) in [(9, 3, 37, 64), (4, 4, 1, 16), (6, 2, 300, 12)] {
+        for (heads, kvHeads, keys, dim) in [(9, 3, 37, 64), (4, 4, 1, 16), (6, 2, 300, 12), (9, 3, 1000, 64), (2, 1, 129, 8)] {
             let capacity = keys + 13   // room left after the valid rows, as in a KV cache
             let q = rng.normal([heads, dim]).array
             let k = rng.normal([kvHeads, keys, dim], std: 3).array, v = rng.normal([kvHeads, keys, dim]).array

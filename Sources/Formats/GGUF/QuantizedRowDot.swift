@@ -13,18 +13,28 @@ enum QuantizedRowDot {
     /// xsum[b] = Σ of x over block b.
     @inline(__always)
     static func q4_1(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xsum: UnsafePointer<Float>, blocks: Int) -> Float {
-        var acc = SIMD8<Float>()
+        // Two accumulators (even and odd blocks) so consecutive blocks' FMAs do not wait on each other.
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         var offsets: Float = 0
         let rx = UnsafeRawPointer(x)
-        for b in 0..<blocks {
-            let block = row + b * 20
-            let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
-            let m = Float(Float16(bitPattern: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-            let s = nibbleDot(block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self), rx + b * 128)
-            acc = acc.addingProduct(s, d)
-            offsets = offsets.addingProduct(m, xsum[b])
+        var b = 0
+        while b + 1 < blocks {
+            let block0 = row + b * 20, block1 = block0 + 20
+            let s0 = nibbleDot(block0.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self), rx + b * 128)
+            let s1 = nibbleDot(block1.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self), rx + b * 128 + 128)
+            acc0 = acc0.addingProduct(s0, Float(Float16(bitPattern: block0.loadUnaligned(as: UInt16.self))))
+            acc1 = acc1.addingProduct(s1, Float(Float16(bitPattern: block1.loadUnaligned(as: UInt16.self))))
+            offsets = offsets.addingProduct(Float(Float16(bitPattern: block0.loadUnaligned(fromByteOffset: 2, as: UInt16.self))), xsum[b])
+            offsets = offsets.addingProduct(Float(Float16(bitPattern: block1.loadUnaligned(fromByteOffset: 2, as: UInt16.self))), xsum[b + 1])
+            b += 2
         }
-        return acc.sum() + offsets
+        if b < blocks {
+            let block = row + b * 20
+            let s = nibbleDot(block.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self), rx + b * 128)
+            acc0 = acc0.addingProduct(s, Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self))))
+            offsets = offsets.addingProduct(Float(Float16(bitPattern: block.loadUnaligned(fromByteOffset: 2, as: UInt16.self))), xsum[b])
+        }
+        return (acc0 + acc1).sum() + offsets
     }
 
     /// A Q4_0 row (blocks × 18 B: f16 d, 16 B nibbles; x = d·(q − 8)).
@@ -46,75 +56,29 @@ enum QuantizedRowDot {
     /// A Q8_0 row (blocks × 34 B: f16 d, 32 int8; x = d·q).
     @inline(__always)
     static func q8_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, blocks: Int) -> Float {
-        var acc = SIMD8<Float>()
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
         let rx = UnsafeRawPointer(x)
-        for b in 0..<blocks {
+        var b = 0
+        while b + 1 < blocks {
+            let block0 = row + b * 34, block1 = block0 + 34
+            acc0 = acc0.addingProduct(int8Dot(block0 + 2, rx + b * 128), Float(Float16(bitPattern: block0.loadUnaligned(as: UInt16.self))))
+            acc1 = acc1.addingProduct(int8Dot(block1 + 2, rx + b * 128 + 128), Float(Float16(bitPattern: block1.loadUnaligned(as: UInt16.self))))
+            b += 2
+        }
+        if b < blocks {
             let block = row + b * 34
-            let d = Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self)))
-            let xb = rx + b * 128
-            var s = SIMD8<Float>(block.loadUnaligned(fromByteOffset: 2, as: SIMD8<Int8>.self)) * xb.loadUnaligned(as: SIMD8<Float>.self)
-            s = s.addingProduct(SIMD8<Float>(block.loadUnaligned(fromByteOffset: 10, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
-            s = s.addingProduct(SIMD8<Float>(block.loadUnaligned(fromByteOffset: 18, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self))
-            s = s.addingProduct(SIMD8<Float>(block.loadUnaligned(fromByteOffset: 26, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
-            acc = acc.addingProduct(s, d)
+            acc0 = acc0.addingProduct(int8Dot(block + 2, rx + b * 128), Float(Float16(bitPattern: block.loadUnaligned(as: UInt16.self))))
         }
-        return acc.sum()
-    }
-
-    /// Two Q4_1 rows against the same x (x is loaded once per block for both).
-    @inline(__always)
-    static func q4_1Pair(_ row0: UnsafeRawPointer, _ row1: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xsum: UnsafePointer<Float>,
-                         blocks: Int) -> (Float, Float) {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        var offsets0: Float = 0, offsets1: Float = 0
-        let rx = UnsafeRawPointer(x)
-        for b in 0..<blocks {
-            let b0 = row0 + b * 20, b1 = row1 + b * 20, xb = rx + b * 128
-            let x0 = xb.loadUnaligned(as: SIMD8<Float>.self), x1 = xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            let x2 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), x3 = xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
-            let s0 = nibbleDot(b0.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self), x0, x1, x2, x3)
-            let s1 = nibbleDot(b1.loadUnaligned(fromByteOffset: 4, as: SIMD16<UInt8>.self), x0, x1, x2, x3)
-            acc0 = acc0.addingProduct(s0, Float(Float16(bitPattern: b0.loadUnaligned(as: UInt16.self))))
-            acc1 = acc1.addingProduct(s1, Float(Float16(bitPattern: b1.loadUnaligned(as: UInt16.self))))
-            offsets0 = offsets0.addingProduct(Float(Float16(bitPattern: b0.loadUnaligned(fromByteOffset: 2, as: UInt16.self))), xsum[b])
-            offsets1 = offsets1.addingProduct(Float(Float16(bitPattern: b1.loadUnaligned(fromByteOffset: 2, as: UInt16.self))), xsum[b])
-        }
-        return (acc0.sum() + offsets0, acc1.sum() + offsets1)
-    }
-
-    /// Two Q8_0 rows against the same x.
-    @inline(__always)
-    static func q8_0Pair(_ row0: UnsafeRawPointer, _ row1: UnsafeRawPointer, _ x: UnsafePointer<Float>, blocks: Int) -> (Float, Float) {
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
-        let rx = UnsafeRawPointer(x)
-        for b in 0..<blocks {
-            let b0 = row0 + b * 34, b1 = row1 + b * 34, xb = rx + b * 128
-            let x0 = xb.loadUnaligned(as: SIMD8<Float>.self), x1 = xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self)
-            let x2 = xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), x3 = xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self)
-            acc0 = acc0.addingProduct(int8Dot(b0 + 2, x0, x1, x2, x3), Float(Float16(bitPattern: b0.loadUnaligned(as: UInt16.self))))
-            acc1 = acc1.addingProduct(int8Dot(b1 + 2, x0, x1, x2, x3), Float(Float16(bitPattern: b1.loadUnaligned(as: UInt16.self))))
-        }
-        return (acc0.sum(), acc1.sum())
+        return (acc0 + acc1).sum()
     }
 
     /// Σ q·x over 32 int8 quants at `qs`, unscaled.
     @inline(__always)
-    private static func int8Dot(_ qs: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) -> SIMD8<Float> {
-        var s = SIMD8<Float>(qs.loadUnaligned(as: SIMD8<Int8>.self)) * x0
-        s = s.addingProduct(SIMD8<Float>(qs.loadUnaligned(fromByteOffset: 8, as: SIMD8<Int8>.self)), x1)
-        s = s.addingProduct(SIMD8<Float>(qs.loadUnaligned(fromByteOffset: 16, as: SIMD8<Int8>.self)), x2)
-        s = s.addingProduct(SIMD8<Float>(qs.loadUnaligned(fromByteOffset: 24, as: SIMD8<Int8>.self)), x3)
-        return s
-    }
-
-    /// Σ q·x over one 32-element block of nibbles with x's four 8-lane pieces given.
-    @inline(__always)
-    private static func nibbleDot(_ qs: SIMD16<UInt8>, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) -> SIMD8<Float> {
-        let lo = qs & 0x0F, hi = qs &>> 4
-        var s = SIMD8<Float>(lo.lowHalf) * x0
-        s = s.addingProduct(SIMD8<Float>(lo.highHalf), x1)
-        s = s.addingProduct(SIMD8<Float>(hi.lowHalf), x2)
-        s = s.addingProduct(SIMD8<Float>(hi.highHalf), x3)
+    private static func int8Dot(_ qs: UnsafeRawPointer, _ xb: UnsafeRawPointer) -> SIMD8<Float> {
+        var s = SIMD8<Float>(qs.loadUnaligned(as: SIMD8<Int8>.self)) * xb.loadUnaligned(as: SIMD8<Float>.self)
+        s = s.addingProduct(SIMD8<Float>(qs.loadUnaligned(fromByteOffset: 8, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self))
+        s = s.addingProduct(SIMD8<Float>(qs.loadUnaligned(fromByteOffset: 16, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self))
+        s = s.addingProduct(SIMD8<Float>(qs.loadUnaligned(fromByteOffset: 24, as: SIMD8<Int8>.self)), xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
         return s
     }
 
@@ -164,23 +128,11 @@ extension QuantizedMatrix {
                 let base = m.base, rowBytes = m.rowBytes
                 switch m.type {
                 case .q4_1:
-                    var local = local0
-                    let stop = local0 + end - r
-                    while local + 1 < stop {
-                        (out[local], out[local + 1]) = QuantizedRowDot.q4_1Pair(base + local * rowBytes, base + (local + 1) * rowBytes, x, xsum, blocks: blocks)
-                        local += 2
-                    }
-                    if local < stop { out[local] = QuantizedRowDot.q4_1(base + local * rowBytes, x, xsum, blocks: blocks) }
+                    for local in local0..<(local0 + end - r) { out[local] = QuantizedRowDot.q4_1(base + local * rowBytes, x, xsum, blocks: blocks) }
                 case .q4_0:
                     for local in local0..<(local0 + end - r) { out[local] = QuantizedRowDot.q4_0(base + local * rowBytes, x, xsum, blocks: blocks) }
                 case .q8_0:
-                    var local = local0
-                    let stop = local0 + end - r
-                    while local + 1 < stop {
-                        (out[local], out[local + 1]) = QuantizedRowDot.q8_0Pair(base + local * rowBytes, base + (local + 1) * rowBytes, x, blocks: blocks)
-                        local += 2
-                    }
-                    if local < stop { out[local] = QuantizedRowDot.q8_0(base + local * rowBytes, x, blocks: blocks) }
+                    for local in local0..<(local0 + end - r) { out[local] = QuantizedRowDot.q8_0(base + local * rowBytes, x, blocks: blocks) }
                 default:
                     if scratch == nil { scratch = .allocate(capacity: columns) }
                     for local in local0..<(local0 + end - r) {
