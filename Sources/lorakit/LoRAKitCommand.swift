@@ -9,6 +9,7 @@ struct LoRAKitCommand: ParsableCommand {
         subcommands: [
             Demo.self,
             Train.self,
+            Eval.self,
             Inspect.self,
             Analyze.self,
             Bench.self,
