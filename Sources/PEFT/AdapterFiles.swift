@@ -16,18 +16,13 @@ public enum AdapterFiles {
     public static func saveLoRA(_ model: AdaptableModel, adapter name: String = "default", config: LoRAConfig, to directory: URL) throws {
         let params = model.adapterParameters(name)
         guard !params.isEmpty else { throw PEFTError.unknownAdapter(name, available: model.adapterNames) }
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let entries = params.map { SafeTensorsEntry.float(keyPrefix + $0.0, $0.1.value) }
-        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(weightsName))
-        try writeAtomically(JSONValue.serialize(config.jsonObject()), to: directory.appendingPathComponent(configName))
+        try writeFiles(params.map { SafeTensorsEntry.float(keyPrefix + $0.0, $0.1.value) }, config: config.jsonObject(), to: directory)
     }
 
     /// Loads a PEFT LoRA adapter onto the model as adapter `name`. Unknown keys are reported and ignored, like PEFT.
     @discardableResult
     public static func loadLoRA(into model: AdaptableModel, from directory: URL, as name: String = "default") throws -> LoRAConfig {
-        let configURL = directory.appendingPathComponent(configName), weightsURL = directory.appendingPathComponent(weightsName)
-        guard FileManager.default.fileExists(atPath: configURL.path) else { throw PEFTError.file(path: configURL.path, reason: "not found") }
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else { throw PEFTError.file(path: weightsURL.path, reason: "not found") }
+        let (configURL, weightsURL) = try existingFiles(in: directory)
         let config = try LoRAConfig.load(from: configURL)
         try config.validate()
         let file = try SafeTensorsFile(contentsOf: weightsURL)
@@ -59,15 +54,23 @@ public enum AdapterFiles {
         return config
     }
 
-    static func writeAtomically(_ data: Data, to url: URL) throws {
-        let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        do { try data.write(to: tmp) } catch {
-            throw PEFTError.file(path: url.path, reason: "cannot write (\(error.localizedDescription))")
+    /// The adapter's two files (safetensors weights with PEFT's `{"format": "pt"}` metadata, then the config),
+    /// each replaced atomically.
+    static func writeFiles(_ entries: [SafeTensorsEntry], config: [String: JSONValue], to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(weightsName))
+        let configURL = directory.appendingPathComponent(configName)
+        do { try AtomicFile.write(JSONValue.serialize(config), to: configURL) } catch let error as AtomicFileError {
+            throw PEFTError.file(path: error.path, reason: "cannot write (\(error.reason))")
         }
-        // rename(2) replaces the old file in one step: readers see the old or the new file, never a mix.
-        if rename(tmp.path, url.path) != 0 {
-            try? FileManager.default.removeItem(at: tmp)
-            throw PEFTError.file(path: url.path, reason: "cannot replace (errno \(errno))")
+    }
+
+    /// The config and weights files of an adapter directory; a clear error names the one that is missing.
+    static func existingFiles(in directory: URL) throws -> (config: URL, weights: URL) {
+        let configURL = directory.appendingPathComponent(configName), weightsURL = directory.appendingPathComponent(weightsName)
+        for url in [configURL, weightsURL] where !FileManager.default.fileExists(atPath: url.path) {
+            throw PEFTError.file(path: url.path, reason: "not found")
         }
+        return (configURL, weightsURL)
     }
 }

@@ -1,40 +1,11 @@
 // Element conversions between safetensors storage types and Float32. File bytes are little-endian and
 // may sit at any alignment (foreign writers need not align), so sources are read with unaligned loads.
-// Half-precision conversions are kept private to this format for now; TensorCore may later own them.
+// Half-precision scalars come from TensorCore.HalfPrecision (exact widening, round-to-nearest-even narrowing).
 import TensorCore
 
 enum SafeTensorsElementConversion {
     /// Elements per thread chunk: conversions are memory-bound, so only large tensors are split.
     private static let parallelChunk = 1 << 18
-
-    /// Float32 value of IEEE binary16 bits, branch-free so the loop vectorises: the 15 magnitude bits are
-    /// shifted into a float's exponent/mantissa position and scaled by 2^112 (rebiasing 15 → 127, which also
-    /// normalises subnormals exactly); infinities and NaNs (exponent 31) get the all-ones exponent back.
-    @inline(__always)
-    static func float(fromHalfBits bits: UInt16) -> Float {
-        let magnitude = UInt32(bits & 0x7FFF)
-        let scaled = (Float(bitPattern: magnitude << 13) * Float(bitPattern: 0x7780_0000)).bitPattern
-        let special = magnitude >= 0x7C00 ? (magnitude << 13) | 0x7F80_0000 : scaled
-        return Float(bitPattern: special | (UInt32(bits & 0x8000) << 16))
-    }
-
-    /// bfloat16 is the top half of a float32.
-    @inline(__always)
-    static func float(fromBFloat16Bits bits: UInt16) -> Float { Float(bitPattern: UInt32(bits) << 16) }
-
-    /// Round-to-nearest-even binary16 (Swift's conversion is correctly rounded, overflows to ±inf).
-    @inline(__always)
-    static func halfBits(from value: Float) -> UInt16 { Float16(value).bitPattern }
-
-    /// Round-to-nearest-even bfloat16; NaN keeps its sign and top payload bits and is made quiet
-    /// (the same bits as ml_dtypes and JAX produce).
-    @inline(__always)
-    static func bfloat16Bits(from value: Float) -> UInt16 {
-        let bits = value.bitPattern
-        if value.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
-        let roundingBias = 0x7FFF &+ ((bits >> 16) & 1)
-        return UInt16(truncatingIfNeeded: (bits &+ roundingBias) >> 16)
-    }
 
     /// Converts `count` elements of `dtype` at `source` to Float32 (integers round to nearest when wider
     /// than 24 bits, as any cast to float does; booleans are any non-zero byte → 1).
@@ -49,9 +20,9 @@ enum SafeTensorsElementConversion {
             case .f64:
                 for i in range { destination[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)))) }
             case .f16:
-                for i in range { destination[i] = float(fromHalfBits: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+                for i in range { destination[i] = HalfPrecision.widenFloat16(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
             case .bf16:
-                for i in range { destination[i] = float(fromBFloat16Bits: UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) }
+                for i in range { destination[i] = Float(bitPattern: UInt32(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))) << 16) }  // bf16 = top half of a float32
             case .i64:
                 for i in range { destination[i] = Float(Int64(littleEndian: source.loadUnaligned(fromByteOffset: i * 8, as: Int64.self))) }
             case .i32:
@@ -91,9 +62,9 @@ enum SafeTensorsElementConversion {
         case .f64:
             for i in 0..<count { destination.storeBytes(of: Double(source[i]).bitPattern.littleEndian, toByteOffset: i * 8, as: UInt64.self) }
         case .f16:
-            for i in 0..<count { destination.storeBytes(of: halfBits(from: source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
+            for i in 0..<count { destination.storeBytes(of: HalfPrecision.narrowToFloat16(source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
         case .bf16:
-            for i in 0..<count { destination.storeBytes(of: bfloat16Bits(from: source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
+            for i in 0..<count { destination.storeBytes(of: HalfPrecision.narrowToBFloat16(source[i]).littleEndian, toByteOffset: i * 2, as: UInt16.self) }
         case .i64, .i32, .i16, .i8, .u8, .bool:
             preconditionFailure("encode(_:as:) called with integer dtype \(dtype); the writer rejects this earlier")
         }

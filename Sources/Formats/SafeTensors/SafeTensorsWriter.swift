@@ -49,34 +49,14 @@ public enum SafeTensorsWriter {
         try write(tensors.map { SafeTensorsEntry.float($0.name, $0.tensor, as: $0.dtype) }, metadata: metadata, to: url)
     }
 
-    /// Writes `entries` atomically to `url`: temporary file in the same directory, fsync, rename.
+    /// Writes `entries` atomically to `url` (temporary file in the same directory, fsync, rename: `AtomicFile`).
     public static func write(_ entries: [SafeTensorsEntry], metadata: [String: String]? = nil, to url: URL) throws {
-        let path = url.path
-        let (ordered, header) = try prepare(entries, metadata: metadata, path: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw SafeTensorsError.writeFailed(path: path, reason: "cannot create \(temporary): \(lastErrorText())")
-        }
-        var renamed = false
-        defer { if !renamed { unlink(temporary) } }
+        let (ordered, header) = try prepare(entries, metadata: metadata, path: url.path)
         do {
-            try emit(ordered, header: header) { chunk in try writeAll(fd, chunk, path: path) }
-            guard fsync(fd) == 0 else { throw SafeTensorsError.writeFailed(path: path, reason: "fsync: \(lastErrorText())") }
-        } catch {
-            close(fd)
-            throw error
+            try AtomicFile.write(to: url) { write in try emit(ordered, header: header, to: write) }
+        } catch let error as AtomicFileError {
+            throw SafeTensorsError.writeFailed(path: error.path, reason: error.reason)
         }
-        guard close(fd) == 0 else { throw SafeTensorsError.writeFailed(path: path, reason: "close: \(lastErrorText())") }
-        guard rename(temporary, path) == 0 else {
-            throw SafeTensorsError.writeFailed(path: path, reason: "rename from \(temporary): \(lastErrorText())")
-        }
-        renamed = true
-        // Make the rename itself durable; failure here cannot un-write the file, so it is not an error.
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
-        if dirFD >= 0 { _ = fsync(dirFD); close(dirFD) }
     }
 
     /// The complete file image of `entries` in memory (same bytes `write` puts on disk).
@@ -206,23 +186,5 @@ public enum SafeTensorsWriter {
         }
         return out + "\""
     }
-
-    private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = systemWrite(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw SafeTensorsError.writeFailed(path: path, reason: lastErrorText())
-            }
-            done += n
-        }
-    }
-
-    private static func lastErrorText() -> String { String(cString: strerror(errno)) }
 }
 
-/// POSIX write(2); a free function because `SafeTensorsWriter.write` would shadow the name inside the enum.
-private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    write(fd, buffer, count)
-}

@@ -58,18 +58,14 @@ extension AdapterFiles {
             }
             for (suffix, v) in saved.namedParameters { entries.append(.float(keyPrefix + path + "." + suffix, v.value)) }
         }
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: directory.appendingPathComponent(weightsName))
-        try writeAtomically(JSONValue.serialize(config.jsonObject()), to: directory.appendingPathComponent(configName))
+        try writeFiles(entries, config: config.jsonObject(), to: directory)
     }
 
     /// Loads a PEFT AdaLoRA adapter: each module gets rank Σ mask from `rank_pattern` (init_r without an entry),
     /// ranknum = init_r, and every tensor shape is checked against that before anything is attached.
     @discardableResult
     public static func loadAdaLoRA(into model: AdaptableModel, from directory: URL, as name: String = "default") throws -> AdaLoRAConfig {
-        let configURL = directory.appendingPathComponent(configName), weightsURL = directory.appendingPathComponent(weightsName)
-        guard FileManager.default.fileExists(atPath: configURL.path) else { throw PEFTError.file(path: configURL.path, reason: "not found") }
-        guard FileManager.default.fileExists(atPath: weightsURL.path) else { throw PEFTError.file(path: weightsURL.path, reason: "not found") }
+        let (configURL, weightsURL) = try existingFiles(in: directory)
         let config = try AdaLoRAConfig.load(from: configURL)
         try config.validate()
         let file = try SafeTensorsFile(contentsOf: weightsURL)
