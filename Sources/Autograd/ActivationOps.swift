@@ -20,7 +20,7 @@ func gradientMap(_ g: Tensor, _ x: Tensor, minChunk: Int = transcendentalParalle
 /// max(x, 0); gradient passes where x > 0.
 public func relu(_ x: Variable) -> Variable {
     let xv = x.value
-    return Variable(xv.relu(), inputs: [x]) { g in
+    return Variable(xv.relu(), inputs: [x]) { [x = x.node] g in
         x.accumulate(gradientMap(g, xv, minChunk: elementwiseParallelChunk) { gp, xp, o, n in
             for i in 0..<n { o[i] = xp[i] > 0 ? gp[i] : 0 }
         })
@@ -30,7 +30,7 @@ public func relu(_ x: Variable) -> Variable {
 /// SiLU x·σ(x); derivative σ(x)·(1 + x·(1 − σ(x))).
 public func silu(_ x: Variable) -> Variable {
     let xv = x.value
-    return Variable(xv.silu(), inputs: [x]) { g in
+    return Variable(xv.silu(), inputs: [x]) { [x = x.node] g in
         x.accumulate(gradientMap(g, xv) { gp, xp, o, n in
             for i in 0..<n {
                 let v = xp[i], s = fastSigmoid(v)
@@ -43,7 +43,7 @@ public func silu(_ x: Variable) -> Variable {
 /// GELU (exact erf by default, as HF "gelu"; `.tanh` as HF "gelu_pytorch_tanh").
 public func gelu(_ x: Variable, approximation: GELUApproximation = .none) -> Variable {
     let xv = x.value
-    return Variable(xv.gelu(approximation: approximation), inputs: [x]) { g in
+    return Variable(xv.gelu(approximation: approximation), inputs: [x]) { [x = x.node] g in
         x.accumulate(gradientMap(g, xv) { gp, xp, o, n in
             switch approximation {
             case .none:  // d/dx = Φ(x) + x·φ(x)
@@ -77,7 +77,7 @@ public func swiglu(gate: Variable, up: Variable) -> Variable {
             }
         }
     } }
-    return Variable(y, inputs: [gate, up]) { g in
+    return Variable(y, inputs: [gate, up]) { [gate = gate.node, up = up.node] g in
         let needGate = gate.requiresGrad, needUp = up.requiresGrad
         var dGate = Tensor(zeros: needGate ? gv.shape : [0]), dUp = Tensor(zeros: needUp ? uv.shape : [0])
         g.withUnsafeBufferPointer { pg in gv.withUnsafeBufferPointer { pa in uv.withUnsafeBufferPointer { pb in
@@ -108,7 +108,7 @@ public func swiglu(gate: Variable, up: Variable) -> Variable {
 public func softmax(_ x: Variable) -> Variable {
     let y = x.value.softmax()
     let n = max(y.shape.last ?? 1, 1)
-    return Variable(y, inputs: [x]) { g in
+    return Variable(y, inputs: [x]) { [x = x.node] g in
         x.accumulate(rowwiseGradient(g, y, n) { gp, yp, o, n in
             let dot = simdDot(gp, yp, n)
             for j in 0..<n { o[j] = yp[j] * (gp[j] - dot) }
@@ -120,7 +120,7 @@ public func softmax(_ x: Variable) -> Variable {
 public func logSoftmax(_ x: Variable) -> Variable {
     let y = x.value.logSoftmax()
     let n = max(y.shape.last ?? 1, 1)
-    return Variable(y, inputs: [x]) { g in
+    return Variable(y, inputs: [x]) { [x = x.node] g in
         x.accumulate(rowwiseGradient(g, y, n) { gp, yp, o, n in
             let s = simdSum(gp, n)
             for j in 0..<n { o[j] = gp[j] - fastExp(yp[j]) * s }
@@ -148,5 +148,5 @@ public func dropout(_ x: Variable, p: Float, rng: inout RandomGenerator, trainin
     if p == 0 || !training { return x }
     var mask = rng.bernoulli(x.shape, probability: 1 - p)
     mask.scale(by: p < 1 ? 1 / (1 - p) : 0)
-    return Variable(Tensor.mul(x.value, mask), inputs: [x]) { g in x.accumulate(Tensor.mul(g, mask)) }
+    return Variable(Tensor.mul(x.value, mask), inputs: [x]) { [x = x.node] g in x.accumulate(Tensor.mul(g, mask)) }
 }

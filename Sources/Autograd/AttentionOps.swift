@@ -33,7 +33,7 @@ public func scaledDotProductAttention(q: Variable, k: Variable, v: Variable, cau
         }
     } } }
     let outValue = out
-    return Variable(out, inputs: [q, k, v]) { gradOut in
+    return Variable(out, inputs: [q, k, v]) { [q = q.node, k = k.node, v = v.node] gradOut in
         var dq: Tensor? = q.requiresGrad ? Tensor(zeros: q.shape) : nil
         var dk: Tensor? = k.requiresGrad ? Tensor(zeros: k.shape) : nil
         var dv: Tensor? = v.requiresGrad ? Tensor(zeros: v.shape) : nil

@@ -45,7 +45,7 @@ public func linearCrossEntropy(hidden: Variable, weight: Variable, targets: [Int
     let loss = counted.isEmpty ? 0 : Float(total / Double(counted.count))
     let lse = lseRows
 
-    return Variable(.scalar(loss), inputs: [hidden, weight]) { g in
+    return Variable(.scalar(loss), inputs: [hidden, weight]) { [hidden = hidden.node, weight = weight.node] g in
         let scale = counted.isEmpty ? 0 : g.scalarValue / Float(counted.count)
         var dHidden = hidden.requiresGrad ? Tensor(zeros: h.shape) : Tensor(zeros: [0])
         var dWeight = Tensor(zeros: [0])

@@ -2,18 +2,18 @@
 // BLAS as flags, never materialised. Gradients are only computed for inputs that require them.
 import TensorCore
 
-extension Variable {
+extension GradientNode {
     /// Adds a freshly computed gradient straight into `grad`: `write(buffer, beta)` must store its result
     /// into `buffer` scaled as `result + beta·buffer` (BLAS' beta). Saves an allocation and an add when a
     /// gradient already exists (shared weights, gradient accumulation).
     func accumulateInPlace(_ write: (UnsafeMutablePointer<Float>, Float) -> Void) {
         guard requiresGrad else { return }
-        if var g = grad, g.count == value.count {
+        if var g = grad, g.count == count {
             grad = nil  // drop our reference so the buffer is uniquely owned and written in place
             g.withUnsafeMutableBufferPointer { write($0.baseAddress!, 1) }
             grad = g
         } else {
-            var g = Tensor(zeros: value.shape)
+            var g = Tensor(zeros: shape)
             g.withUnsafeMutableBufferPointer { write($0.baseAddress!, 0) }
             grad = g
         }
@@ -45,7 +45,9 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable? = nil) -> Va
         } }
     }
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]
-    return Variable(y, inputs: inputs) { dy in
+    // Saved for backward: W for dX, X only when the weight trains (a frozen weight's input is not kept).
+    let savedX: Tensor? = weight.requiresGrad ? xv : nil
+    return Variable(y, inputs: inputs) { [x = x.node, weight = weight.node, bias = bias?.node] dy in
         dy.withUnsafeBufferPointer { pdy in
             let g = pdy.baseAddress!
             if x.requiresGrad {  // dX [rows, in] = dY [rows, out] · W [out, in]
@@ -56,7 +58,7 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable? = nil) -> Va
                     }
                 }
             }
-            if weight.requiresGrad {  // dW [out, in] = dYᵀ [out, rows] · X [rows, in]
+            if weight.requiresGrad, let xv = savedX {  // dW [out, in] = dYᵀ [out, rows] · X [rows, in]
                 xv.withUnsafeBufferPointer { px in
                     weight.accumulateInPlace { dw, beta in
                         BLAS.gemm(.transposed, .none, m: outF, n: inF, k: rows, a: g, lda: outF,
@@ -89,13 +91,15 @@ public func matmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, trans
     let y = Tensor.matmul(av, bv, transposeA: transposeA, transposeB: transposeB)
     let tA: Transpose = transposeA ? .transposed : .none, tB: Transpose = transposeB ? .transposed : .none
     let flip = { (t: Transpose) -> Transpose in t == .none ? .transposed : .none }
-    return Variable(y, inputs: [a, b]) { dc in
-        dc.withUnsafeBufferPointer { pdc in av.withUnsafeBufferPointer { pa in bv.withUnsafeBufferPointer { pb in
-            let g = pdc.baseAddress!, A = pa.baseAddress!, B = pb.baseAddress!
+    // dA needs B and dB needs A: keep only what a trainable input's gradient reads.
+    let savedA = b.requiresGrad ? av : Tensor(zeros: [0]), savedB = a.requiresGrad ? bv : Tensor(zeros: [0])
+    return Variable(y, inputs: [a, b]) { [a = a.node, b = b.node] dc in
+        dc.withUnsafeBufferPointer { pdc in savedA.withUnsafeBufferPointer { pa in savedB.withUnsafeBufferPointer { pb in
+            let g = pdc.baseAddress!, A = pa.baseAddress, B = pb.baseAddress
             if a.requiresGrad {
                 a.accumulateInPlace { da, beta in
                     for i in 0..<batch {
-                        let gi = g + i * m * n, bi = B + i * bR * bC, dai = da + i * aR * aC
+                        let gi = g + i * m * n, bi = B! + i * bR * bC, dai = da + i * aR * aC
                         if !transposeA {  // dA [m, k] = dC · op(B)ᵀ
                             BLAS.gemm(.none, flip(tB), m: m, n: k, k: n, a: gi, lda: n, b: bi, ldb: bC,
                                       beta: beta, c: dai, ldc: aC)
@@ -109,7 +113,7 @@ public func matmul(_ a: Variable, _ b: Variable, transposeA: Bool = false, trans
             if b.requiresGrad {
                 b.accumulateInPlace { db, beta in
                     for i in 0..<batch {
-                        let gi = g + i * m * n, ai = A + i * aR * aC, dbi = db + i * bR * bC
+                        let gi = g + i * m * n, ai = A! + i * aR * aC, dbi = db + i * bR * bC
                         if !transposeB {  // dB [k, n] = op(A)ᵀ · dC
                             BLAS.gemm(flip(tA), .none, m: k, n: n, k: m, a: ai, lda: aC, b: gi, ldb: n,
                                       beta: beta, c: dbi, ldc: bC)

@@ -7,7 +7,7 @@ public func mseLoss(_ a: Variable, _ b: Variable) -> Variable {
     precondition(a.shape == b.shape, "mseLoss: shapes \(a.shape) and \(b.shape) differ")
     let diff = Tensor.sub(a.value, b.value)
     let n = Float(max(diff.count, 1))
-    return Variable(.scalar(diff.squaredNorm() / n), inputs: [a, b]) { g in
+    return Variable(.scalar(diff.squaredNorm() / n), inputs: [a, b]) { [a = a.node, b = b.node] g in
         let d = diff.scaled(by: 2 * g.scalarValue / n)
         a.accumulate(d)
         if b.requiresGrad { b.accumulate(d.scaled(by: -1)) }
@@ -62,7 +62,7 @@ public func crossEntropy(logits: Variable, targets: [Int32], ignoreIndex: Int32 
     let total = rowLoss.reduce(0.0) { $0 + Double($1) }
     let loss = counted.isEmpty ? 0 : Float(total / Double(counted.count))
 
-    return Variable(.scalar(loss), inputs: [logits]) { g in
+    return Variable(.scalar(loss), inputs: [logits]) { [logits = logits.node] g in
         let scale = counted.isEmpty ? 0 : g.scalarValue / Float(counted.count)
         logits.accumulateInPlace { dl, beta in
             lv.withUnsafeBufferPointer { pl in

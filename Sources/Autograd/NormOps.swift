@@ -13,7 +13,7 @@ public func rmsNorm(_ x: Variable, weight: Variable, eps: Float) throws -> Varia
                            rows: rows, dim: dim, eps: eps)
         } }
     } }
-    return Variable(out, inputs: [x, weight]) { gradOut in
+    return Variable(out, inputs: [x, weight]) { [x = x.node, weight = weight.node] gradOut in
         var dx: Tensor? = x.requiresGrad ? Tensor(zeros: x.shape) : nil
         var dw: Tensor? = weight.requiresGrad ? Tensor(zeros: [dim]) : nil
         gradOut.withUnsafeBufferPointer { pg in xValue.withUnsafeBufferPointer { px in
@@ -45,7 +45,7 @@ public func layerNorm(_ x: Variable, weight: Variable?, bias: Variable?, eps: Fl
             } }
         } }
     }
-    return Variable(out, inputs: [x] + [weight, bias].compactMap { $0 }) { gradOut in
+    return Variable(out, inputs: [x] + [weight, bias].compactMap { $0 }) { [x = x.node, weight = weight?.node, bias = bias?.node] gradOut in
         var dx: Tensor? = x.requiresGrad ? Tensor(zeros: x.shape) : nil
         var dw: Tensor? = weight?.requiresGrad == true ? Tensor(zeros: [dim]) : nil
         var db: Tensor? = bias?.requiresGrad == true ? Tensor(zeros: [dim]) : nil

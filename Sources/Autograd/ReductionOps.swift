@@ -4,7 +4,7 @@ import TensorCore
 /// Σ over all elements → scalar (shape []).
 public func sum(_ x: Variable) -> Variable {
     let shape = x.shape
-    return Variable(.scalar(x.value.sum()), inputs: [x]) { g in
+    return Variable(.scalar(x.value.sum()), inputs: [x]) { [x = x.node] g in
         x.accumulate(Tensor(repeating: g.scalarValue, shape: shape))
     }
 }
@@ -12,7 +12,7 @@ public func sum(_ x: Variable) -> Variable {
 /// Mean over all elements → scalar (shape []).
 public func mean(_ x: Variable) -> Variable {
     let shape = x.shape, n = Float(x.value.count)
-    return Variable(.scalar(x.value.mean()), inputs: [x]) { g in
+    return Variable(.scalar(x.value.mean()), inputs: [x]) { [x = x.node] g in
         x.accumulate(Tensor(repeating: g.scalarValue / n, shape: shape))
     }
 }
@@ -20,13 +20,13 @@ public func mean(_ x: Variable) -> Variable {
 /// Σ over the last dimension: [..., n] → [...].
 public func sumLastDim(_ x: Variable) -> Variable {
     let shape = x.shape
-    return Variable(x.value.sumLastDim(), inputs: [x]) { g in x.accumulate(broadcastLastDim(g, to: shape, scale: 1)) }
+    return Variable(x.value.sumLastDim(), inputs: [x]) { [x = x.node] g in x.accumulate(broadcastLastDim(g, to: shape, scale: 1)) }
 }
 
 /// Mean over the last dimension: [..., n] → [...].
 public func meanLastDim(_ x: Variable) -> Variable {
     let shape = x.shape, n = Float(max(x.shape.last ?? 1, 1))
-    return Variable(x.value.meanLastDim(), inputs: [x]) { g in x.accumulate(broadcastLastDim(g, to: shape, scale: 1 / n)) }
+    return Variable(x.value.meanLastDim(), inputs: [x]) { [x = x.node] g in x.accumulate(broadcastLastDim(g, to: shape, scale: 1 / n)) }
 }
 
 /// scale·g[..., None] repeated along a new last dimension of `shape`.

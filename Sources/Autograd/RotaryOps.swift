@@ -30,7 +30,7 @@ public func rotaryEmbedding(_ x: Variable, table: RotaryTable, layout: RotaryLay
         } }
         return out
     }
-    return Variable(rotate(x.value, inverse: false), inputs: [x]) { gradOut in
+    return Variable(rotate(x.value, inverse: false), inputs: [x]) { [x = x.node] gradOut in
         x.accumulate(rotate(gradOut, inverse: true))
     }
 }

@@ -4,25 +4,25 @@ import TensorCore
 /// Same elements in a new shape (one dimension may be −1). Shares storage with `x`.
 public func reshape(_ x: Variable, _ shape: [Int]) -> Variable {
     let original = x.shape
-    return Variable(x.value.reshaped(shape), inputs: [x]) { g in x.accumulate(g.reshaped(original)) }
+    return Variable(x.value.reshaped(shape), inputs: [x]) { [x = x.node] g in x.accumulate(g.reshaped(original)) }
 }
 
 /// Dimensions reordered like torch.permute (rank ≤ 4); backward applies the inverse permutation.
 public func permute(_ x: Variable, _ permutation: [Int]) -> Variable {
     var inverse = [Int](repeating: 0, count: permutation.count)
     for (i, p) in permutation.enumerated() where p >= 0 && p < inverse.count { inverse[p] = i }
-    return Variable(x.value.permuted(permutation), inputs: [x]) { g in x.accumulate(g.permuted(inverse)) }
+    return Variable(x.value.permuted(permutation), inputs: [x]) { [x = x.node] g in x.accumulate(g.permuted(inverse)) }
 }
 
 /// Transpose of a 2-D variable.
 public func transpose(_ x: Variable) -> Variable {
-    Variable(x.value.transposed(), inputs: [x]) { g in x.accumulate(g.transposed()) }
+    Variable(x.value.transposed(), inputs: [x]) { [x = x.node] g in x.accumulate(g.transposed()) }
 }
 
 /// `range` along `dimension`; backward writes the gradient into that range of a zero tensor.
 public func slice(_ x: Variable, dimension: Int, range: Range<Int>) -> Variable {
     let shape = x.shape
-    return Variable(x.value.sliced(dimension: dimension, range: range), inputs: [x]) { g in
+    return Variable(x.value.sliced(dimension: dimension, range: range), inputs: [x]) { [x = x.node] g in
         var full = Tensor(zeros: shape)
         full.addSlice(g, dimension: dimension, range: range)
         x.accumulate(full)
@@ -34,9 +34,10 @@ public func concat(_ parts: [Variable], dimension: Int) -> Variable {
     let y = Tensor.concat(parts.map(\.value), dimension: dimension)
     let d = dimension < 0 ? y.rank + dimension : dimension
     let sizes = parts.map { $0.shape[d] }
+    let nodes = parts.map(\.node)
     return Variable(y, inputs: parts) { g in
         var start = 0
-        for (p, n) in zip(parts, sizes) {
+        for (p, n) in zip(nodes, sizes) {
             if p.requiresGrad { p.accumulate(g.sliced(dimension: d, range: start..<(start + n))) }
             start += n
         }
@@ -50,7 +51,7 @@ public func embedding(ids: [Int32], table: Variable) throws -> Variable {
         throw TensorError.invalidShape(table.shape, reason: "embedding table must be 2-D [vocab, dim]")
     }
     let y = try table.value.gatherRows(ids)
-    return Variable(y, inputs: [table]) { g in
+    return Variable(y, inputs: [table]) { [table = table.node] g in
         let d = table.shape[1]
         // A fresh gradient buffer starts zeroed (beta 0) and an existing one is added to (beta 1):
         // scatter-add is correct for both.

@@ -26,9 +26,10 @@ public func quantizedLinear(_ x: Variable, weight: QuantizedMatrix, bias: Variab
         if let b = bias?.value { QuantizedProducts.addBias(b, rows: rows, out: py.baseAddress!) }
     }
     let inputs = bias.map { [x, $0] } ?? [x]
-    return Variable(y, inputs: inputs) { dy in
+    let inputShape = xv.shape  // dX needs only the frozen weight: the input is not kept
+    return Variable(y, inputs: inputs) { [x = x.node, bias = bias?.node] dy in
         if x.requiresGrad {
-            var dx = Tensor(zeros: xv.shape)
+            var dx = Tensor(zeros: inputShape)
             dx.withUnsafeMutableBufferPointer { pdx in dy.withUnsafeBufferPointer { pdy in
                 QuantizedProducts.inputGradient(weight, dOut: pdy.baseAddress!, rows: rows, dx: pdx.baseAddress!)
             } }

@@ -158,5 +158,20 @@ public enum BLAS {
         #if !canImport(Accelerate)
         _ = try library()
         #endif
+        _ = allocatorTuned
     }
+
+    /// glibc's malloc raises its mmap threshold as large blocks are freed, after which multi-megabyte activations
+    /// come from the heap and fragment it: training's peak RSS measured 2.30 GB that way against 1.77 GB with
+    /// a fixed 1 MiB threshold (large tensors mapped and unmapped whole). Set once, where numeric work starts.
+    static let allocatorTuned: Bool = {
+        #if os(Linux)
+        // mallopt is in <malloc.h>, which Glibc's Swift module does not export; M_MMAP_THRESHOLD is −3.
+        typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return false }
+        return unsafeBitCast(symbol, to: Mallopt.self)(-3, 1 << 20) == 1
+        #else
+        return false
+        #endif
+    }()
 }

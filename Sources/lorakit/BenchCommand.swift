@@ -4,7 +4,7 @@ import TensorCore
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks that print machine-readable JSON.", subcommands: [Gemm.self, BenchGenerate.self])
+        abstract: "Benchmarks that print machine-readable JSON.", subcommands: [Gemm.self, BenchGenerate.self, BenchTrain.self])
 
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm GFLOP/s for the shapes LoRA training uses.")

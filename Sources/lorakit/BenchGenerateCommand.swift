@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Models
 import TensorCore
+import Training
 
 /// `lorakit bench generate`: prefill and decode speed of a model, and its memory.
 struct BenchGenerate: ParsableCommand {
@@ -46,7 +47,7 @@ struct BenchGenerate: ParsableCommand {
         // Decode as llama-bench's tg: greedy steps from a one-token context; then the same after the prompt.
         let fromEmpty = try decodeSeconds(m, cache: KVCache(config: m.config), first: prompt[0])
         let afterPrompt = try decodeSeconds(m, cache: cache, first: nil, logits: logits, history: prompt)
-        let memory = ProcessMemory.current()
+        let residentBytes = ProcessMemory.residentBytes(), peakResidentBytes = ProcessMemory.peakResidentBytes()
         let blas = BLAS.describe()
         let json: [String: Any] = [
             "benchmark": "generate", "model": loaded.source, "threads": blas.threads, "blas_kernel": blas.kernel,
@@ -58,7 +59,7 @@ struct BenchGenerate: ParsableCommand {
             "decode_after_prompt_seconds": (afterPrompt * 1000).rounded() / 1000,
             "decode_after_prompt_tokens_per_second": (Double(newTokens) / afterPrompt * 10).rounded() / 10,
             "model_weight_bytes": m.weightBytes, "kv_cache_bytes": cache.byteCount,
-            "rss_bytes": memory.residentBytes, "peak_rss_bytes": memory.peakResidentBytes,
+            "rss_bytes": residentBytes, "peak_rss_bytes": peakResidentBytes,
         ]
         let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
@@ -78,22 +79,5 @@ struct BenchGenerate: ParsableCommand {
             logits = try m.forward(tokens: [next], cache: cache)
         }
         return Double(DispatchTime.now().uptimeNanoseconds - begin) / 1e9
-    }
-}
-
-/// Resident memory of this process from /proc/self/status (VmRSS, VmHWM), or getrusage's peak elsewhere.
-enum ProcessMemory {
-    static func current() -> (residentBytes: Int, peakResidentBytes: Int) {
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
-            func kib(_ key: String) -> Int? {
-                guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }) else { return nil }
-                return line.split(separator: " ").compactMap { Int($0) }.first.map { $0 * 1024 }
-            }
-            if let rss = kib("VmRSS"), let peak = kib("VmHWM") { return (rss, peak) }
-        }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        let peak = Int(usage.ru_maxrss) * 1024  // KiB on Linux
-        return (peak, peak)
     }
 }

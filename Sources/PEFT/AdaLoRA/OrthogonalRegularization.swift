@@ -34,7 +34,7 @@ public func orthogonalRegularization(_ branches: [AdaLoRABranch], weight: Float,
     var total: Float = 0
     for (_, norm) in residuals { total += form == .peft ? norm : norm * norm }
     let value = weight * (form == .peft ? total / count : total)
-    return Variable(.scalar(value), inputs: matrices.map(\.0)) { g in
+    return Variable(.scalar(value), inputs: matrices.map(\.0)) { g in  // the matrices are parameters: holding them costs nothing
         let upstream = g.scalarValue * weight
         for (index, (m, isA)) in matrices.enumerated() where m.requiresGrad {
             let (d, norm) = residuals[index]

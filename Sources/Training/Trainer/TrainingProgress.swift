@@ -35,8 +35,18 @@ public struct StepMetrics: Equatable, Sendable {
     }
 }
 
-/// Peak resident set size of this process.
+/// Resident set size of this process.
 public enum ProcessMemory {
+    /// Bytes resident now: VmRSS from /proc/self/status on Linux (the peak elsewhere, where only that is known).
+    public static func residentBytes() -> Int {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+           let kb = Int(line.dropFirst("VmRSS:".count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
+            return kb * 1024
+        }
+        return peakResidentBytes()
+    }
+
     /// Bytes: VmHWM from /proc/self/status on Linux, getrusage's ru_maxrss elsewhere (0 when neither answers).
     public static func peakResidentBytes() -> Int {
         if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
