@@ -96,8 +96,8 @@ public enum TinyLlamaGGUF {
         ("llama.vocab_size", .u32(256)),
     ]
 
-    /// Byte-level BPE vocabulary: three control tokens, the byte symbols of newline and printable ASCII, and
-    /// tokens made by `merges`. Fewer than 256 entries, so it fits base_llama's embedding.
+    /// Byte-level BPE vocabulary: three control tokens, the byte symbols of newline and printable ASCII, tokens
+    /// made by `merges`, and unused slots up to base_llama's 256 rows.
     public static let vocabulary: (tokens: [String], types: [Int32], merges: [String]) = {
         var tokens = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         var types: [Int32] = [3, 3, 3]
@@ -115,6 +115,8 @@ public enum TinyLlamaGGUF {
                      ("in", "g"), ("Ġa", "n"), ("Ġan", "d"), ("Ġw", "or"), ("Ġwor", "l"), ("Ġworl", "d"), ("l", "l"),
                      ("e", "ll"), ("H", "ell"), ("Hell", "o"), ("u", "s"), ("a", "s"), ("Ġ", "i"), ("Ġi", "s")]
         for (a, b) in pairs where !tokens.contains(a + b) { tokens.append(a + b); types.append(1) }
+        // Reserved slots up to the embedding's 256 rows, so every id a (random) model can emit decodes.
+        while tokens.count < 256 { tokens.append("<unused\(tokens.count)>"); types.append(5) }
         return (tokens, types, pairs.map { "\($0.0) \($0.1)" })
     }()
 
