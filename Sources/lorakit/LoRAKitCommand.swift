@@ -15,5 +15,6 @@ struct LoRAKitCommand: ParsableCommand {
             Bench.self,
             Generate.self,
             Chat.self,
+            Merge.self,
         ])
 }

@@ -50,6 +50,18 @@ final class SmolLMEndToEndTests: XCTestCase {
         let b = try Generator(model: fresh.model, tokenizer: tokenizer, stopTokenIDs: fresh.stopTokenIDs).generate(prompt: ids, options: options8)
         XCTAssertEqual(a.tokens, b.tokens)
         XCTAssertFalse(a.tokens.isEmpty)
+
+        // `lorakit merge`: the adapter merged into the dequantized base, saved as a Hugging Face directory (tokenizer
+        // written from the GGUF), generates the same greedy tokens with its own tokenizer.
+        let mergedDirectory = work.appendingPathComponent("merged")
+        let mergeSummary = try MergedModelWriter.merge(model: gguf, adapter: adapter, to: mergedDirectory)
+        XCTAssertEqual(mergeSummary.mergedModules.count, 60)
+        let merged = try ModelLoader.load(mergedDirectory)
+        let mergedTokenizer = try XCTUnwrap(merged.tokenizer)
+        XCTAssertEqual(mergedTokenizer.encode(prompt, addSpecialTokens: false, parseSpecialTokens: true).map { Int32($0) }, ids)
+        XCTAssertEqual(merged.chatTemplate, loaded.chatTemplate)
+        let c = try Generator(model: merged.model, tokenizer: mergedTokenizer, stopTokenIDs: merged.stopTokenIDs).generate(prompt: ids, options: options8)
+        XCTAssertEqual(c.tokens, a.tokens)
     }
 }
 
