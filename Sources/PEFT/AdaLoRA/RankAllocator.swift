@@ -27,6 +27,8 @@ public final class RankAllocator {
     public struct ModuleRank: Sendable, Equatable {
         public let module: String
         public let rank: Int
+        /// A module path and its kept triplets.
+        public init(module: String, rank: Int) { self.module = module; self.rank = rank }
     }
 
     /// The config whose `rankPattern` the allocator keeps current (PEFT updates its config in place); save this one.
