@@ -121,6 +121,33 @@ final class AdaLoRARunOptionsTests: XCTestCase {
         XCTAssertThrowsError(try AdaLoRARankLog.history(metricsFile: log)) { XCTAssertTrue("\($0)".contains("no AdaLoRA allocation"), "\($0)") }
     }
 
+    /// The `lorakit train --method adalora` path after model loading: the schedule line, the budget on the progress
+    /// line, the final rank table, ranks.svg and rank_history.svg next to the adapter.
+    func testTrainingRunPrintsTheRankTableAndWritesTheRankPlots() throws {
+        try DateNormalizationTask(seed: 1).write(to: directory.appendingPathComponent("data"), train: 24, valid: 6, test: 6, format: .messages)
+        var o = options(20)
+        o.data = directory.appendingPathComponent("data").path; o.out = directory.appendingPathComponent("out").path
+        o.batchSize = 4; o.evalEvery = 10; o.saveEvery = 10; o.maxLength = 64; o.learningRate = 1e-2; o.initRank = 6; o.targetRank = 2
+        let plan = try o.resolved()
+        let smol = SmolLMTokenizer.shared
+        var lines: [String] = []
+        let model = TinyLanguageModel(vocabulary: smol.tokenizer.vocabularySize, dimension: 8)
+        let summary = try TrainingRun.execute(plan, model: model, tokenizer: smol.tokenizer, chatTemplate: smol.templateText,
+                                              progress: ProgressLine(interactive: false) { lines.append($0) })
+        XCTAssertEqual(summary.adaLoRARanks?.reduce(0) { $0 + $1.rank }, 4)
+        let text = lines.joined()
+        XCTAssertTrue(text.contains("tinit 2 warm-up steps") && text.contains("every 1 steps (deltaT; 13 allocations)")
+                      && text.contains("last 5 steps (tfinal)"), text)
+        XCTAssertTrue(text.contains("step 20/20 | loss ") && text.contains("| budget 4/12\n"), text)
+        let table = AdaLoRARankMap(summary.adaLoRARanks!).table()
+        XCTAssertTrue(text.contains("Final AdaLoRA ranks (kept triplets of init_r 6; total 4):\n" + table), text)
+        for name in ["ranks.svg", "rank_history.svg", "loss.svg", AdapterFiles.configName] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: plan.trainer.outputDirectory.appendingPathComponent(name).path), name)
+        }
+        let saved = try AdaLoRAConfig.load(from: plan.trainer.outputDirectory.appendingPathComponent(AdapterFiles.configName))
+        XCTAssertEqual(saved.rankPattern?.values.reduce(0) { $0 + $1.filter { $0 }.count }, 4)
+    }
+
     func testProgressLineShowsTheBudget() {
         let m = StepMetrics(step: 7, totalSteps: 200, loss: 1.23456, learningRate: 2e-4, gradientNorm: 0.5, tokens: 100, targets: 40,
                             tokensPerSecond: 523.4, secondsRemaining: 192, peakMemoryBytes: 812 * 1_048_576, budget: 40, note: "budget 40/48")
