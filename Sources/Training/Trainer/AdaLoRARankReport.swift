@@ -55,8 +55,10 @@ public enum AdaLoRARankLog {
                           rowLabels: h.modules.map(ModulePath.shortLabel), columnLabels: h.steps.map(String.init))
         map.xLabel = "step (allocations)"; map.yLabel = "module"; map.colorBarLabel = "rank (kept triplets)"
         map.valueRange = 0...Double(max(1, initRank))
-        map.annotatesCells = h.modules.count * h.steps.count <= 300
+        map.annotatesCells = max(h.modules.count, h.steps.count) <= 24
         map.annotationDecimals = 0
+        // Every module labelled: 14 px rows (the label font is 11 px); larger cells while the grid is small.
+        map.cellSize = max(h.modules.count, h.steps.count) <= 24 ? 24 : 14
         return map
     }
 }
@@ -104,14 +106,20 @@ public struct AdaLoRARankMap: Equatable, Sendable {
         return ([line(header), rule] + body.dropLast().map(line) + [rule, line(body.last!)]).joined(separator: "\n")
     }
 
-    /// ranks.svg: the grid as a heatmap, coloured from 0 to `initRank`, cells annotated when the grid is small.
+    /// ranks.svg: the grid as a heatmap coloured from 0 to `initRank`, each cell annotated with its rank. Drawn with
+    /// the longer side across (a model's many layers as columns, its few module types as rows) so it reads on a page.
     public func heatmap(initRank: Int, title: String = "AdaLoRA final rank per module") -> Heatmap {
-        var map = Heatmap(title: title, values: ranks.map { $0.map { $0.map(Double.init) ?? .nan } },
-                          rowLabels: rowLabels, columnLabels: columnLabels)
-        map.xLabel = "module"; map.yLabel = "layer"; map.colorBarLabel = "rank (kept triplets)"
+        let values = ranks.map { $0.map { $0.map(Double.init) ?? .nan } }
+        let wide = rowLabels.count > columnLabels.count
+        var map = wide
+            ? Heatmap(title: title, values: columnLabels.indices.map { c in values.map { $0[c] } }, rowLabels: columnLabels, columnLabels: rowLabels)
+            : Heatmap(title: title, values: values, rowLabels: rowLabels, columnLabels: columnLabels)
+        (map.xLabel, map.yLabel) = wide ? ("layer", "module") : ("module", "layer")
+        map.colorBarLabel = "rank (kept triplets)"
         map.valueRange = 0...Double(max(1, initRank))
         map.annotatesCells = rowLabels.count * columnLabels.count <= 400
         map.annotationDecimals = 0
+        if max(rowLabels.count, columnLabels.count) <= 40 { map.cellSize = 28 }  // room for the annotations
         return map
     }
 }

@@ -46,9 +46,11 @@ extension TrainingRunOptions {
             }
             do { return try AdapterMethod.adalora(config, regularization: form).resolved(iterations: iterations) } catch let TrainingError.invalidOption(field, reason) {
                 let flag = Self.adaLoRAFlags[field].map { "\($0) (\(field))" } ?? field
-                let defaulted = ["tinit": tinit == nil, "tfinal": tfinal == nil, "deltaT": deltaT == nil][field] == true
-                throw TrainingError.invalidOption(name: flag, reason: reason + (defaulted ? " [\(field) defaulted from --iters \(iterations)]" : "")
-                    + (reason.contains("total_step") ? " (total_step is --iters)" : ""))
+                // Name the schedule values the user did not choose, so the fix is clear.
+                let defaulted = [("tinit", tinit == nil, config.tinit), ("tfinal", tfinal == nil, config.tfinal), ("deltaT", deltaT == nil, config.deltaT)]
+                    .filter { $0.1 && ["tinit", "tfinal", "deltaT", "total_step"].contains(field) }.map { "\($0.0) \($0.2)" }
+                throw TrainingError.invalidOption(name: flag, reason: reason + (reason.contains("total_step") ? " (total_step is --iters)" : "")
+                    + (defaulted.isEmpty ? "" : " [defaults for --iters \(iterations): " + defaulted.joined(separator: ", ") + "]"))
             }
         default:
             throw TrainingError.invalidOption(name: "--method", reason: "\"\(method!)\" is not one of lora, adalora")
