@@ -5,16 +5,21 @@ import TensorCore
 import Tokenizers
 import Training
 
-/// `lorakit train`: LoRA fine-tuning on JSONL data, writing a PEFT-format adapter.
+/// `lorakit train`: LoRA or AdaLoRA fine-tuning on JSONL data, writing a PEFT-format adapter.
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fine-tune a model with LoRA on JSONL data; writes a PEFT-format adapter, checkpoints, metrics.jsonl and loss.svg.",
+        abstract: "Fine-tune a model with LoRA or AdaLoRA on JSONL data; writes a PEFT-format adapter, checkpoints, metrics.jsonl and loss.svg.",
         discussion: """
             Data: a directory with train.jsonl and valid.jsonl (test.jsonl optional), one example per line as \
             {"text"}, {"prompt", "completion"} or {"messages": [{"role", "content"}, ...]}. Loss is on completions and \
             assistant turns unless --train-on-prompt.
             Every option can also be given in a JSON or YAML file (--config run.yaml) with the same names \
             (learning-rate or learning_rate); flags on the command line override the file.
+            AdaLoRA (--method adalora) starts every module at --init-rank and moves the rank budget to the modules that \
+            need it, ending at --target-rank × modules triplets: warm-up for --tinit steps (default 10% of --iters), \
+            then the budget shrinks on a cubic schedule, re-allocated every --delta-t steps (default: about 15 times), \
+            and the final pattern trains for the last --tfinal steps (default 25%). It prints the final ranks per layer \
+            and module and writes ranks.svg and rank_history.svg.
             """)
 
     @Option(help: "Model: a .gguf file or a Hugging Face directory (config.json, *.safetensors, tokenizer.json).") var model: String?
@@ -27,6 +32,16 @@ struct Train: ParsableCommand {
     @Option(help: "LoRA alpha; the update is scaled by alpha / r (default 16).") var alpha: Double?
     @Option(help: "Dropout on the adapter input (default 0.05).") var dropout: Double?
     @Option(help: "Modules to adapt: names (q_proj,v_proj), all-linear, or re:<regex> (default q_proj,v_proj).") var targets: String?
+    @Option(help: "Adapter method: lora or adalora (default lora).") var method: String?
+    @Option(help: "AdaLoRA: rank every module starts with (init_r, default 12).") var initRank: Int?
+    @Option(help: "AdaLoRA: target average rank; the final budget is target_r × modules (default 8).") var targetRank: Int?
+    @Option(help: "AdaLoRA: warm-up steps at the full budget (default 10% of --iters).") var tinit: Int?
+    @Option(help: "AdaLoRA: final steps with the rank pattern fixed (default 25% of --iters).") var tfinal: Int?
+    @Option(help: "AdaLoRA: steps between budget re-allocations (default: about 15 allocations).") var deltaT: Int?
+    @Option(help: "AdaLoRA: EMA coefficient of the importance (PEFT's beta1, default 0.85; not AdamW's).") var importanceBeta1: Double?
+    @Option(help: "AdaLoRA: EMA coefficient of its uncertainty (PEFT's beta2, default 0.85).") var importanceBeta2: Double?
+    @Option(help: "AdaLoRA: weight of the orthogonal regulariser (default 0.5; 0 turns it off).") var orthRegWeight: Double?
+    @Option(help: "AdaLoRA: regulariser form, peft (mean of Frobenius norms) or squared (the paper's) (default peft).") var orthRegForm: String?
 
     @Option(help: "Optimizer steps (default 1000).") var iters: Int?
     @Option(help: "Examples per micro-batch (default 4).") var batchSize: Int?
@@ -60,6 +75,8 @@ struct Train: ParsableCommand {
         o.saveEvery = saveEvery; o.keepCheckpoints = keepCheckpoints; o.seed = seed
         o.trainOnPrompt = trainOnPrompt; o.packing = packing; o.chatFormat = chatFormat; o.overwrite = overwrite
         o.dequantize = dequantize
+        o.method = method; o.initRank = initRank; o.targetRank = targetRank; o.tinit = tinit; o.tfinal = tfinal; o.deltaT = deltaT
+        o.importanceBeta1 = importanceBeta1; o.importanceBeta2 = importanceBeta2; o.orthRegWeight = orthRegWeight; o.orthRegForm = orthRegForm
         return o
     }
 

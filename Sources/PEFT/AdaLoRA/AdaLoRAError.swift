@@ -12,6 +12,8 @@ public enum AdaLoRAError: Error, CustomStringConvertible, Equatable {
     case noAdaLoRAModules(adapter: String)
     /// A total budget outside 1 ..< initial budget.
     case invalidBudget(target: Int, initial: Int)
+    /// A saved allocator state (a training checkpoint) that does not fit this allocator's modules.
+    case invalidAllocatorState(key: String, reason: String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum AdaLoRAError: Error, CustomStringConvertible, Equatable {
             return "no module carries an AdaLoRA adapter named '\(adapter)'; add one with addAdaLoRA or loadAdaLoRA first"
         case let .invalidBudget(target, initial):
             return "AdaLoRA target budget \(target) must be in 1..<\(initial) (the initial budget, init_r × modules)"
+        case let .invalidAllocatorState(key, reason):
+            return "AdaLoRA allocator state '\(key)': \(reason); the checkpoint was written for other AdaLoRA modules or ranks"
         }
     }
 }

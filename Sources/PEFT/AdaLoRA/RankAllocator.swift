@@ -27,10 +27,12 @@ public final class RankAllocator {
     public struct ModuleRank: Sendable, Equatable {
         public let module: String
         public let rank: Int
+        /// A module path and its kept triplets.
+        public init(module: String, rank: Int) { self.module = module; self.rank = rank }
     }
 
     /// The config whose `rankPattern` the allocator keeps current (PEFT updates its config in place); save this one.
-    public private(set) var config: AdaLoRAConfig
+    public internal(set) var config: AdaLoRAConfig
     /// The adapted modules (paths and branches) in model order.
     public let modules: [(path: String, branch: AdaLoRABranch)]
     /// b(0) = Σ initial ranks; b(T) = target_r × modules unless overridden.

@@ -1,4 +1,4 @@
-// The training loop: LoRA adapters trained by AdamW on a language model's chunked cross-entropy.
+// The training loop: LoRA or AdaLoRA adapters trained by AdamW on a language model's chunked cross-entropy.
 //
 // One optimizer step = `gradientAccumulation` micro-batches of `batchSize` rows. Each micro-batch's mean loss is
 // back-propagated with weight (its targets / the step's targets), so the step's gradient is exactly that of the
@@ -6,6 +6,9 @@
 // Then: global-norm clipping, the scheduled learning rate, AdamW, and the bookkeeping (log line, metrics.jsonl,
 // evaluation, checkpoint). A step whose loss or gradient norm is not finite is never applied: the run stops and
 // the checkpoints on disk stay as they were.
+// AdaLoRA adds, per optimizer step: γ·R(A, B) back-propagated once after the micro-batches, and after AdamW (with
+// the clipped gradients still present, as PEFT's update_and_allocate needs) the rank allocator's update; only then
+// are the gradients cleared. Its budget schedule spans the run (total_step = iterations).
 import Autograd
 import Foundation
 import Formats
@@ -36,12 +39,19 @@ public struct TrainingSummary {
     /// The newest checkpoint written.
     public let lastCheckpoint: URL?
     public let metricsFile: URL
+    /// AdaLoRA: every module's kept triplets when the call ended (nil for LoRA).
+    public let adaLoRARanks: [RankAllocator.ModuleRank]?
 }
 
-/// Trains one LoRA adapter of a `TrainableLanguageModel`.
+/// Trains one LoRA or AdaLoRA adapter of a `TrainableLanguageModel`.
 public final class Trainer {
     public let model: any TrainableLanguageModel
-    public let loraConfig: LoRAConfig
+    /// The method and its config, checked (AdaLoRA: total_step set to the iterations).
+    public let method: AdapterMethod
+    /// The LoRA fields of the method (for AdaLoRA: those that still apply).
+    public var loraConfig: LoRAConfig { method.loraConfig }
+    /// AdaLoRA's rank allocator, built by `run` (nil for LoRA and before a run); its `config` holds the rank pattern.
+    public private(set) var rankAllocator: RankAllocator?
     public let configuration: TrainerConfiguration
     public let trainData: TokenizedDataset
     public let validData: TokenizedDataset?
@@ -51,13 +61,20 @@ public final class Trainer {
     /// Called after every step (tests, custom logging).
     public var onStep: ((StepMetrics) -> Void)?
 
-    /// Checks the configuration; nothing is read or written until `run`.
-    public init(model: any TrainableLanguageModel, loraConfig: LoRAConfig, trainData: TokenizedDataset,
+    /// Checks the configuration and the method's config; nothing is read or written until `run`.
+    public init(model: any TrainableLanguageModel, method: AdapterMethod, trainData: TokenizedDataset,
                 validData: TokenizedDataset?, paddingID: Int32, configuration: TrainerConfiguration) throws {
         try configuration.validate()
-        try loraConfig.validate()
-        self.model = model; self.loraConfig = loraConfig; self.trainData = trainData; self.validData = validData
+        self.method = try method.resolved(iterations: configuration.iterations)
+        self.model = model; self.trainData = trainData; self.validData = validData
         self.paddingID = paddingID; self.configuration = configuration
+    }
+
+    /// A LoRA trainer (`method: .lora(loraConfig)`).
+    public convenience init(model: any TrainableLanguageModel, loraConfig: LoRAConfig, trainData: TokenizedDataset,
+                            validData: TokenizedDataset?, paddingID: Int32, configuration: TrainerConfiguration) throws {
+        try self.init(model: model, method: .lora(loraConfig), trainData: trainData, validData: validData, paddingID: paddingID,
+                      configuration: configuration)
     }
 
     var checkpointsDirectory: URL { configuration.outputDirectory.appendingPathComponent("checkpoints") }
@@ -71,7 +88,9 @@ public final class Trainer {
         let c = configuration
         let checkpoint = try resume.map { try TrainerCheckpoint.load(try TrainerCheckpoint.resolve($0)) }
         if let checkpoint { try checkSettings(of: checkpoint) } else { try prepareOutputDirectory() }
-        let adapterConfig = try prepareAdapter(from: checkpoint)
+        let adapterMethod = try prepareAdapter(from: checkpoint)
+        let allocator = try prepareAllocator(from: checkpoint)
+        rankAllocator = allocator
         let parameters = model.adapterParameters(c.adapterName)
         let optimizer = try AdamW(parameters: parameters, learningRate: c.learningRate, beta1: c.beta1, beta2: c.beta2,
                                   epsilon: c.epsilon, weightDecay: c.weightDecay)
@@ -95,6 +114,9 @@ public final class Trainer {
         progress?.print("Training adapter '\(c.adapterName)': \(trainable) parameters in \(parameters.count) tensors; "
             + "\(trainData.examples.count) examples (\(trainData.truncatedCount) truncated, \(trainData.droppedCount) dropped)"
             + (checkpoint.map { "; resuming at step \($0.step) from \($0.directory.path)" } ?? ""))
+        if let allocator, case .adalora(let config, let form) = method {
+            progress?.print(AdaLoRASchedule.summary(config, modules: allocator.modules.count, regularization: form))
+        }
 
         var evaluations: [EvaluationResult] = []
         func evaluateNow(_ step: Int) throws {
@@ -123,12 +145,26 @@ public final class Trainer {
             let (stepLoss, targets) = try accumulateGradients(batches, rng: &rng) { value in
                 TrainingError.nonFinite(quantity: "loss", step: step + 1, value: value, learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
             }
+            // AdaLoRA: γ·R(A, B) once per optimizer step (PEFT adds it to every micro-batch loss, which its gradient
+            // accumulation then averages: the same once-per-step term).
+            var regularization: Float? = nil
+            if let allocator, case .adalora(let config, let form) = method, config.orthRegWeight > 0 {
+                let term = allocator.regularizationLoss(form: form)
+                let value = term.value.scalarValue
+                guard value.isFinite else {
+                    throw TrainingError.nonFinite(quantity: "orthogonal regularisation", step: step + 1, value: value, learningRate: lr,
+                                                  lastCheckpoint: lastCheckpoint?.path)
+                }
+                term.backward()
+                regularization = value
+            }
             let variables = parameters.map(\.1)
             let norm = c.clipNorm.map { clipGradNorm(variables, maxNorm: $0) } ?? gradientNorm(variables)
             guard norm.isFinite else {
                 throw TrainingError.nonFinite(quantity: "gradient norm", step: step + 1, value: norm, learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
             }
             optimizer.step()
+            let allocation = try allocator?.update(step: step)  // reads the gradients: before they are cleared
             optimizer.zeroGrad()  // gradients are not needed past the step: give their memory back now
 
             let done = step + 1
@@ -140,34 +176,43 @@ public final class Trainer {
                                 learningRate: lr, gradientNorm: norm, tokens: tokens, targets: targets,
                                 tokensPerSecond: elapsed > 0 ? Double(tokensSeen) / elapsed : 0,
                                 secondsRemaining: perStep * Double(c.iterations - done),
-                                peakMemoryBytes: ProcessMemory.peakResidentBytes())
+                                peakMemoryBytes: ProcessMemory.peakResidentBytes(), budget: allocation?.budget,
+                                note: allocation.map { "budget \($0.budget)/\(allocator!.initialBudget)" })
             steps.append(m)
-            metrics.append(["split": .string("train"), "step": .int(done), "loss": .double(Double(m.loss)),
-                            "learning_rate": .double(lr), "grad_norm": .double(Double(norm)), "tokens": .int(tokens),
-                            "targets": .int(targets), "tokens_per_second": .double(m.tokensPerSecond.rounded()),
-                            "elapsed_seconds": .double((elapsed * 1000).rounded() / 1000),
-                            "peak_memory_mb": .int(m.peakMemoryBytes / 1_048_576)])
+            var record: [String: MetricValue] = [
+                "split": .string("train"), "step": .int(done), "loss": .double(Double(m.loss)),
+                "learning_rate": .double(lr), "grad_norm": .double(Double(norm)), "tokens": .int(tokens),
+                "targets": .int(targets), "tokens_per_second": .double(m.tokensPerSecond.rounded()),
+                "elapsed_seconds": .double((elapsed * 1000).rounded() / 1000),
+                "peak_memory_mb": .int(m.peakMemoryBytes / 1_048_576)]
+            if let allocation { record.merge(AdaLoRARankLog.record(allocation, regularization: regularization)) { $1 } }
+            metrics.append(record)
             progress?.update(m)
             onStep?(m)
 
             if (c.evalEvery > 0 && done % c.evalEvery == 0) || done == c.iterations { try evaluateNow(done) }
             if (c.saveEvery > 0 && done % c.saveEvery == 0) || done == endStep {
                 lastCheckpoint = try TrainerCheckpoint.write(
-                    into: checkpointsDirectory, step: done, model: model, adapterName: c.adapterName, loraConfig: adapterConfig,
-                    optimizer: optimizer, dataPosition: sampler.position, rng: rng, settings: c.resumeSettings)
+                    into: checkpointsDirectory, step: done, model: model, adapterName: c.adapterName, method: adapterMethod,
+                    allocatorState: allocator?.exportState() ?? [:], optimizer: optimizer, dataPosition: sampler.position, rng: rng,
+                    settings: resumeSettings)
                 pruneCheckpoints()
                 if done < c.iterations { progress?.print("step \(done): checkpoint \(lastCheckpoint!.path)") }
             }
         }
         progress?.finish()
         if endStep == c.iterations {
-            try AdapterFiles.saveLoRA(model, adapter: c.adapterName, config: adapterConfig, to: c.outputDirectory)
+            switch adapterMethod {
+            case .lora(let config): try AdapterFiles.saveLoRA(model, adapter: c.adapterName, config: config, to: c.outputDirectory)
+            case .adalora:  // sliced to the final pattern, rank_pattern in adapter_config.json
+                try AdapterFiles.saveAdaLoRA(model, adapter: c.adapterName, config: allocator!.config, to: c.outputDirectory)
+            }
             progress?.print("Adapter saved to \(c.outputDirectory.path)")
         } else {
             progress?.print("Stopped after step \(endStep) of \(c.iterations); resume with --resume \(c.outputDirectory.path)")
         }
         return TrainingSummary(startStep: startStep, steps: steps, evaluations: evaluations, adapterDirectory: endStep == c.iterations ? c.outputDirectory : nil,
-                               lastCheckpoint: lastCheckpoint, metricsFile: metrics.url)
+                               lastCheckpoint: lastCheckpoint, metricsFile: metrics.url, adaLoRARanks: allocator?.currentRanks)
     }
 
     /// Runs forward and backward on the micro-batches of one step, each weighted by its share of the step's targets,
@@ -202,24 +247,55 @@ public final class Trainer {
         return EvaluationResult(step: step, loss: targets > 0 ? Float(total / Double(targets)) : 0, targets: targets, tokens: tokens)
     }
 
-    /// Adds the adapter (fresh, or from the checkpoint) and makes it the only active one; returns its config.
-    func prepareAdapter(from checkpoint: TrainerCheckpoint?) throws -> LoRAConfig {
+    /// Adds the adapter (fresh, or from the checkpoint) and makes it the only active one; returns the method with
+    /// the config to save (LoRA: the checkpoint's own when resuming).
+    func prepareAdapter(from checkpoint: TrainerCheckpoint?) throws -> AdapterMethod {
         let name = configuration.adapterName
         let exists = model.adapterNames.contains(name)
-        var config = loraConfig
+        var result = method
         if let checkpoint {
             if exists {
                 try copyAdapterWeights(from: checkpoint.directory)
-                config = try LoRAConfig.load(from: checkpoint.directory.appendingPathComponent(AdapterFiles.configName))
+                if case .lora = method {
+                    result = .lora(try LoRAConfig.load(from: checkpoint.directory.appendingPathComponent(AdapterFiles.configName)))
+                }
             } else {
-                config = try AdapterFiles.loadLoRA(into: model, from: checkpoint.directory, as: name)
+                switch method {
+                case .lora: result = .lora(try AdapterFiles.loadLoRA(into: model, from: checkpoint.directory, as: name))
+                case .adalora: try AdapterFiles.loadAdaLoRA(into: model, from: checkpoint.directory, as: name)
+                }
             }
         } else if !exists {
             var rng = RandomGenerator(seed: configuration.seed).derived(0x1A17)
-            try model.addLoRA(loraConfig, name: name, rng: &rng)
+            switch method {
+            case .lora(let config): try model.addLoRA(config, name: name, rng: &rng)
+            case .adalora(let config, _): try model.addAdaLoRA(config, name: name, rng: &rng)
+            }
         }
         try model.setActiveAdapters([name])
-        return config
+        return result
+    }
+
+    /// AdaLoRA: the rank allocator over the adapter's branches, with the checkpoint's state restored. nil for LoRA.
+    func prepareAllocator(from checkpoint: TrainerCheckpoint?) throws -> RankAllocator? {
+        guard case .adalora(let config, _) = method else { return nil }
+        let name = configuration.adapterName
+        let branches = model.adaLoRABranches(name)
+        guard !branches.isEmpty else {
+            throw TrainingError.invalidOption(name: "method", reason: "adapter '\(name)' on the model is not AdaLoRA; train it with its "
+                + "own method or use another adapter name")
+        }
+        if let pruned = branches.first(where: { $0.branch.rank != config.initR }) {
+            throw TrainingError.invalidOption(name: "init_r", reason: "module \(pruned.path) has \(pruned.branch.rank) triplets, training "
+                + "needs init_r = \(config.initR) in every module (a pruned, saved AdaLoRA adapter cannot be trained further)")
+        }
+        let allocator = try RankAllocator(model: model, adapter: name, config: config)
+        if let checkpoint {
+            do { try allocator.importState(checkpoint.allocatorState) } catch {
+                throw TrainingError.checkpoint(path: checkpoint.directory.path, reason: "\(error)")
+            }
+        }
+        return allocator
     }
 
     /// Overwrites the existing adapter's tensors with a checkpoint's, checking every name and shape first.
@@ -240,9 +316,13 @@ public final class Trainer {
         for (variable, tensor) in loaded { variable.value = tensor }
     }
 
+    /// The trainer's and the method's settings that a resumed run must share, as checkpoint metadata.
+    var resumeSettings: [String: String] { configuration.resumeSettings.merging(method.resumeSettings) { $1 } }
+
     func checkSettings(of checkpoint: TrainerCheckpoint) throws {
-        for (key, current) in configuration.resumeSettings.sorted(by: { $0.key < $1.key }) {
-            let saved = checkpoint.settings[key] ?? "missing"
+        // The method first: a LoRA checkpoint differs from an AdaLoRA run in every AdaLoRA setting, name the cause.
+        for (key, current) in resumeSettings.sorted(by: { ($0.key == "method" ? 0 : 1, $0.key) < ($1.key == "method" ? 0 : 1, $1.key) }) {
+            let saved = checkpoint.settings[key] ?? (key == "method" ? "lora" : "missing")  // checkpoints before AdaLoRA: LoRA
             guard saved == current else {
                 throw TrainingError.checkpointMismatch(path: checkpoint.directory.path, field: key, checkpoint: saved, current: current)
             }

@@ -3,7 +3,10 @@
 //                                 adapter_model.safetensors
 //                                 trainer_state.safetensors   AdamW moments and steps ("optimizer.<param>.<field>"),
 //                                                              step, data position, dropout RNG (seed, position) as I64,
-//                                                              and the run's settings in the metadata
+//                                                              AdaLoRA's allocator state ("adalora.<name>": importance
+//                                                              EMAs, rank pattern), and the run's settings in the metadata
+// AdaLoRA checkpoints hold the full init_r tensors, exactly as the model holds them (masked E entries regrow between
+// allocations, so slicing to the pattern would lose values), without rank_pattern; the pattern lives in the state.
 // A checkpoint is written into a hidden temporary directory and renamed into place, so a crash mid-save leaves
 // either no new checkpoint or a complete one, and never touches the checkpoints already there.
 import Foundation
@@ -17,6 +20,7 @@ public struct TrainerCheckpoint {
     public static let stateFileName = "trainer_state.safetensors"
     public static let directoryPrefix = "step-"
     static let format = "lorakit-trainer-state-1"
+    static let allocatorPrefix = "adalora."
 
     /// The checkpoint directory (holds the adapter files and the trainer state).
     public let directory: URL
@@ -27,17 +31,31 @@ public struct TrainerCheckpoint {
     public let rng: RandomGenerator
     /// AdamW state as `Optimizer.state()` exported it.
     public let optimizerState: [String: Tensor]
+    /// AdaLoRA's rank-allocator state as `RankAllocator.exportState()` exported it (empty for LoRA).
+    public let allocatorState: [String: Tensor]
     /// Settings of the run that wrote it (batch size, seed, …), compared on resume.
     public let settings: [String: String]
 
     /// Directory name of the checkpoint after `step` steps ("step-000300").
     public static func directoryName(step: Int) -> String { directoryPrefix + String(format: "%06d", step) }
 
-    /// Writes a checkpoint under `checkpointsDirectory` atomically; returns its directory.
+    /// Writes a LoRA checkpoint under `checkpointsDirectory` atomically; returns its directory.
     @discardableResult
     public static func write(into checkpointsDirectory: URL, step: Int, model: AdaptableModel, adapterName: String,
                              loraConfig: LoRAConfig, optimizer: Optimizer, dataPosition: DataPosition,
                              rng: RandomGenerator, settings: [String: String]) throws -> URL {
+        try write(into: checkpointsDirectory, step: step, model: model, adapterName: adapterName, method: .lora(loraConfig),
+                  allocatorState: [:], optimizer: optimizer, dataPosition: dataPosition, rng: rng, settings: settings)
+    }
+
+    /// Writes a checkpoint of either method atomically; returns its directory. An AdaLoRA adapter is written with
+    /// its full init_r tensors (E regrows between allocations, so slicing would lose values) and without
+    /// rank_pattern; the pattern and importance EMAs go into the trainer state as `allocatorState`
+    /// (`RankAllocator.exportState()`).
+    @discardableResult
+    public static func write(into checkpointsDirectory: URL, step: Int, model: AdaptableModel, adapterName: String,
+                             method: AdapterMethod, allocatorState: [String: Tensor], optimizer: Optimizer,
+                             dataPosition: DataPosition, rng: RandomGenerator, settings: [String: String]) throws -> URL {
         let fm = FileManager.default
         let final = checkpointsDirectory.appendingPathComponent(directoryName(step: step))
         let temporary = checkpointsDirectory.appendingPathComponent(".\(directoryName(step: step)).tmp-\(getpid())")
@@ -50,8 +68,14 @@ public struct TrainerCheckpoint {
         }
         var installed = false
         defer { if !installed { try? fm.removeItem(at: temporary) } }
-        try AdapterFiles.saveLoRA(model, adapter: adapterName, config: loraConfig, to: temporary)
+        switch method {
+        case .lora(let config): try AdapterFiles.saveLoRA(model, adapter: adapterName, config: config, to: temporary)
+        case .adalora(var config, _):
+            config.rankPattern = nil
+            try AdapterFiles.saveAdaLoRA(model, adapter: adapterName, config: config, to: temporary)
+        }
         var entries = optimizer.state().sorted { $0.key < $1.key }.map { SafeTensorsEntry.float("optimizer." + $0.key, $0.value) }
+        entries += allocatorState.sorted { $0.key < $1.key }.map { SafeTensorsEntry.float(allocatorPrefix + $0.key, $0.value) }
         let counters: [(String, Int64)] = [
             ("trainer.step", Int64(step)), ("trainer.data_epoch", Int64(dataPosition.epoch)),
             ("trainer.data_offset", Int64(dataPosition.offset)),
@@ -134,9 +158,15 @@ public struct TrainerCheckpoint {
                 throw TrainingError.checkpoint(path: stateURL.path, reason: "\(error)")
             }
         }
+        var allocatorState: [String: Tensor] = [:]
+        for name in file.names where name.hasPrefix(allocatorPrefix) {
+            do { allocatorState[String(name.dropFirst(allocatorPrefix.count))] = try file.tensor(name) } catch {
+                throw TrainingError.checkpoint(path: stateURL.path, reason: "\(error)")
+            }
+        }
         var settings = file.metadata
         settings["format"] = nil
         return TrainerCheckpoint(directory: directory, step: Int(step), dataPosition: DataPosition(epoch: Int(epoch), offset: Int(offset)),
-                                 rng: rng, optimizerState: optimizerState, settings: settings)
+                                 rng: rng, optimizerState: optimizerState, allocatorState: allocatorState, settings: settings)
     }
 }

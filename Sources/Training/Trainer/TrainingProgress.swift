@@ -25,13 +25,18 @@ public struct StepMetrics: Equatable, Sendable {
     public var secondsRemaining: Double
     /// Peak resident memory of the process so far.
     public var peakMemoryBytes: Int
+    /// AdaLoRA: the budget b(t) of the schedule at this step (nil for LoRA).
+    public var budget: Int?
+    /// A method's short status for the progress line (AdaLoRA: "budget 40/48").
+    public var note: String?
 
     /// Groups a step's numbers.
     public init(step: Int, totalSteps: Int, loss: Float, learningRate: Double, gradientNorm: Float, tokens: Int, targets: Int,
-                tokensPerSecond: Double, secondsRemaining: Double, peakMemoryBytes: Int) {
+                tokensPerSecond: Double, secondsRemaining: Double, peakMemoryBytes: Int, budget: Int? = nil, note: String? = nil) {
         self.step = step; self.totalSteps = totalSteps; self.loss = loss; self.learningRate = learningRate
         self.gradientNorm = gradientNorm; self.tokens = tokens; self.targets = targets
         self.tokensPerSecond = tokensPerSecond; self.secondsRemaining = secondsRemaining; self.peakMemoryBytes = peakMemoryBytes
+        self.budget = budget; self.note = note
     }
 }
 
@@ -110,13 +115,14 @@ public final class ProgressLine {
         if interactive && liveLength > 0 { write("\n"); liveLength = 0 }
     }
 
-    /// "step 12/200 | loss 1.2345 | lr 1.00e-04 | 523 tok/s | ETA 3m12s | mem 812 MB".
+    /// "step 12/200 | loss 1.2345 | lr 1.00e-04 | 523 tok/s | ETA 3m12s | mem 812 MB", then " | <note>" when the
+    /// step has one (AdaLoRA: " | budget 40/48").
     public static func format(_ m: StepMetrics) -> String {
         let width = String(m.totalSteps).count
         let step = String(repeating: " ", count: max(0, width - String(m.step).count)) + String(m.step)
         return "step \(step)/\(m.totalSteps) | loss \(String(format: "%.4f", m.loss)) | lr \(String(format: "%.2e", m.learningRate))"
             + " | \(String(format: "%.0f", m.tokensPerSecond)) tok/s | ETA \(duration(m.secondsRemaining))"
-            + " | mem \(m.peakMemoryBytes / 1_048_576) MB"
+            + " | mem \(m.peakMemoryBytes / 1_048_576) MB" + (m.note.map { " | " + $0 } ?? "")
     }
 
     /// Seconds as "45s", "3m12s" or "2h05m".

@@ -1,6 +1,7 @@
 // A whole `lorakit train` run once the model is loaded: read and tokenise the splits, report what was cut or
 // dropped, train, and plot the losses. Model loading stays with the caller (the CLI), so this needs no family.
 import Foundation
+import PEFT
 import Tokenizers
 
 public enum TrainingRun {
@@ -31,15 +32,32 @@ public enum TrainingRun {
             }
         }
         let paddingID = Int32(tokenizer.specialTokenIDs.padding ?? tokenizer.specialTokenIDs.eos ?? 0)
-        let trainer = try Trainer(model: model, loraConfig: plan.lora, trainData: train, validData: valid, paddingID: paddingID,
+        let trainer = try Trainer(model: model, method: plan.method, trainData: train, validData: valid, paddingID: paddingID,
                                   configuration: plan.trainer)
         trainer.progress = progress
         let summary = try trainer.run(resumeFrom: plan.resume)
         if summary.adapterDirectory != nil {
             let plot = plan.trainer.outputDirectory.appendingPathComponent("loss.svg")
-            try LossPlot.write(metricsFile: summary.metricsFile, to: plot)
+            try LossPlot.write(metricsFile: summary.metricsFile, to: plot,
+                               title: plan.method.name == "adalora" ? "AdaLoRA training loss" : "LoRA training loss")
             progress?.print("Loss plot: \(plot.path)")
+            if let ranks = summary.adaLoRARanks, case .adalora(let config, _) = trainer.method {
+                try writeRankReport(ranks, initRank: config.initR, metricsFile: summary.metricsFile,
+                                    directory: plan.trainer.outputDirectory, progress: progress)
+            }
         }
         return summary
+    }
+
+    /// AdaLoRA's final rank table (printed), ranks.svg and rank_history.svg in `directory`.
+    public static func writeRankReport(_ ranks: [RankAllocator.ModuleRank], initRank: Int, metricsFile: URL, directory: URL,
+                                       progress: ProgressLine?) throws {
+        let map = AdaLoRARankMap(ranks)
+        progress?.print("Final AdaLoRA ranks (kept triplets of init_r \(initRank); total \(map.total)):\n" + map.table())
+        let ranksURL = directory.appendingPathComponent("ranks.svg")
+        try map.heatmap(initRank: initRank).write(to: ranksURL)
+        let historyURL = directory.appendingPathComponent("rank_history.svg")
+        try AdaLoRARankLog.historyHeatmap(metricsFile: metricsFile, initRank: initRank).write(to: historyURL)
+        progress?.print("Rank plots: \(ranksURL.path), \(historyURL.path)")
     }
 }

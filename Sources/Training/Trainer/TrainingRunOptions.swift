@@ -1,7 +1,9 @@
 // The options of `lorakit train`, from command-line flags and/or a JSON or YAML config file (flags win).
 // A config file is a flat mapping whose keys are the flag names, with - or _ (`learning-rate` or `learning_rate`),
 // plus the PEFT / mlx-lm spellings users bring along (r, lora_alpha, lora_dropout, target_modules, max_seq_length,
-// adapter_path, lr, iterations). Unknown keys and wrong types are errors naming the file and key.
+// adapter_path, lr, iterations) and PEFT's AdaLoRA fields (peft_type, init_r, target_r, deltaT, beta1, beta2,
+// orth_reg_weight). Unknown keys and wrong types are errors naming the file and key. AdaLoRA's beta1/beta2 are its
+// importance EMAs (importance_beta1/2 here), not AdamW's moments.
 import Foundation
 import PEFT
 import Tokenizers
@@ -41,6 +43,21 @@ public struct TrainingRunOptions: Equatable, Sendable {
     public var overwrite: Bool?
     /// Load a quantized GGUF base as float32.
     public var dequantize: Bool?
+    /// lora or adalora (default lora).
+    public var method: String?
+    /// AdaLoRA: rank every module starts with (init_r, default 12) and the target average rank (target_r, default 8).
+    public var initRank: Int?
+    public var targetRank: Int?
+    /// AdaLoRA schedule: warm-up steps, final-phase steps, steps between allocations (defaults: `AdaLoRASchedule`).
+    public var tinit: Int?
+    public var tfinal: Int?
+    public var deltaT: Int?
+    /// AdaLoRA importance EMA coefficients (PEFT's beta1 / beta2, default 0.85).
+    public var importanceBeta1: Double?
+    public var importanceBeta2: Double?
+    /// AdaLoRA orthogonal regulariser weight γ (default 0.5) and form: peft or squared.
+    public var orthRegWeight: Double?
+    public var orthRegForm: String?
 
     /// No option set.
     public init() {}
@@ -54,6 +71,9 @@ public struct TrainingRunOptions: Equatable, Sendable {
         ("schedule", ["lr_scheduler_type"]), ("weight_decay", []), ("clip", ["max_grad_norm"]), ("eval_every", ["steps_per_eval", "eval_steps"]),
         ("eval_batches", ["val_batches"]), ("save_every", ["save_steps"]), ("keep_checkpoints", ["save_total_limit"]), ("seed", []),
         ("train_on_prompt", []), ("packing", []), ("chat_format", []), ("overwrite", []), ("dequantize", []),
+        ("method", ["peft_type"]), ("init_rank", ["init_r"]), ("target_rank", ["target_r"]), ("tinit", []), ("tfinal", []),
+        ("delta_t", ["deltat"]), ("importance_beta1", ["beta1"]), ("importance_beta2", ["beta2"]),
+        ("orth_reg_weight", []), ("orth_reg_form", []),
     ]
 
     /// Reads a config file: JSON for `.json`, YAML otherwise (`.yaml`, `.yml`).
@@ -124,6 +144,11 @@ public struct TrainingRunOptions: Equatable, Sendable {
         seed = try value("seed", int, "a whole number"); trainOnPrompt = try value("train_on_prompt", bool, "true or false")
         packing = try value("packing", bool, "true or false"); chatFormat = try value("chat_format", string, "chatml or llama3")
         overwrite = try value("overwrite", bool, "true or false"); dequantize = try value("dequantize", bool, "true or false")
+        method = try value("method", string, "lora or adalora"); initRank = try value("init_rank", int, "a whole number")
+        targetRank = try value("target_rank", int, "a whole number"); tinit = try value("tinit", int, "a whole number")
+        tfinal = try value("tfinal", int, "a whole number"); deltaT = try value("delta_t", int, "a whole number")
+        importanceBeta1 = try value("importance_beta1", double, "a number"); importanceBeta2 = try value("importance_beta2", double, "a number")
+        orthRegWeight = try value("orth_reg_weight", double, "a number"); orthRegForm = try value("orth_reg_form", string, "peft or squared")
     }
 
     /// These options with every unset one taken from `base` (command-line flags over a config file).
@@ -134,7 +159,8 @@ public struct TrainingRunOptions: Equatable, Sendable {
         fill(\.iters); fill(\.batchSize); fill(\.gradAccum); fill(\.maxLength); fill(\.learningRate); fill(\.minLearningRate)
         fill(\.warmup); fill(\.schedule); fill(\.weightDecay); fill(\.clip); fill(\.evalEvery); fill(\.evalBatches)
         fill(\.saveEvery); fill(\.keepCheckpoints); fill(\.seed); fill(\.trainOnPrompt); fill(\.packing); fill(\.chatFormat)
-        fill(\.overwrite); fill(\.dequantize)
+        fill(\.overwrite); fill(\.dequantize); fill(\.method); fill(\.initRank); fill(\.targetRank); fill(\.tinit); fill(\.tfinal)
+        fill(\.deltaT); fill(\.importanceBeta1); fill(\.importanceBeta2); fill(\.orthRegWeight); fill(\.orthRegForm)
         return r
     }
 
@@ -179,8 +205,9 @@ public struct TrainingRunOptions: Equatable, Sendable {
         if let chatFormat, ChatFormat(rawValue: chatFormat.lowercased()) == nil {
             throw TrainingError.invalidOption(name: "--chat-format", reason: "\"\(chatFormat)\" is not one of chatml, llama3")
         }
+        let method = try resolvedMethod(lora: lora, iterations: trainer.iterations)
         return TrainingRunPlan(modelPath: model, dataPath: URL(fileURLWithPath: data), resume: resume.map { URL(fileURLWithPath: $0) },
-                               chatFormat: chatFormat?.lowercased(), dequantize: dequantize ?? false, lora: lora,
+                               chatFormat: chatFormat?.lowercased(), dequantize: dequantize ?? false, method: method,
                                encoding: EncodingOptions(maxLength: maxLength, trainOnPrompt: trainOnPrompt ?? false), trainer: trainer)
     }
 }
@@ -194,7 +221,10 @@ public struct TrainingRunPlan: Sendable {
     public let chatFormat: String?
     /// Load a quantized base as float32.
     public let dequantize: Bool
-    public let lora: LoRAConfig
+    /// LoRA or AdaLoRA with its config (AdaLoRA's total_step = the iterations).
+    public let method: AdapterMethod
+    /// The LoRA fields of `method` (for AdaLoRA: those that still apply).
+    public var lora: LoRAConfig { method.loraConfig }
     public let encoding: EncodingOptions
     public let trainer: TrainerConfiguration
 }
