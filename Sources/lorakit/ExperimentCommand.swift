@@ -81,7 +81,10 @@ struct Experiment: ParsableCommand {
 
         func run() throws {
             try BLAS.ensureAvailable()
-            let say: (String) -> Void = json ? { FileHandle.standardError.write(Data(($0 + "\n").utf8)) } : { print($0) }
+            // With --json, stdout carries only the result: progress goes to stderr.
+            let stream = json ? FileHandle.standardError : FileHandle.standardOutput
+            let write: (String) -> Void = { stream.write(Data($0.utf8)) }
+            let say: (String) -> Void = { write($0 + "\n") }
             let configuration = try sweepConfiguration()
             let outDir = URL(fileURLWithPath: out)
             let dataDir: URL
@@ -103,7 +106,7 @@ struct Experiment: ParsableCommand {
 
             let experiment = try RankSweepExperiment(model: loaded.model, configuration: configuration, trainData: train,
                                                      validData: valid, paddingID: paddingID)
-            experiment.progress = ProgressLine(interactive: !json && isatty(STDOUT_FILENO) == 1, write: say)
+            experiment.progress = ProgressLine(interactive: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1, write: write)
             if !noExactMatch {
                 if let test = splits.test {
                     var cases = try ExactMatch.cases(from: test)

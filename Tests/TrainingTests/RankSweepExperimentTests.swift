@@ -110,6 +110,17 @@ final class RankSweepExperimentTests: XCTestCase {
         XCTAssertTrue(result.runs.allSatisfy { $0.meanRelativeChangeOfA < 1e-6 })
     }
 
+    func testAFailedRunLeavesNoAdapterBehind() throws {
+        let model = TinyLanguageModel()
+        model.nanOnCall = 3   // the third training step of the first run
+        var c = configuration(ranks: [2, 4]); c.evaluateBase = false
+        XCTAssertThrowsError(try experiment(c, model: model).run()) { error in
+            guard case TrainingError.nonFinite(let quantity, let step, _, _, _) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(quantity, "loss"); XCTAssertEqual(step, 3)
+        }
+        XCTAssertTrue(model.adapterNames.isEmpty)
+    }
+
     func testBadRankListsAreTypedErrors() throws {
         func error(_ body: () throws -> Void) -> RankSweepError? {
             do { try body(); return nil } catch let e as RankSweepError { return e } catch { XCTFail("\(error)"); return nil }

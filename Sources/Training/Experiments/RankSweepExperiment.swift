@@ -179,7 +179,9 @@ public final class RankSweepExperiment {
         guard !model.adapterNames.contains(name) else { throw RankSweepError.adapterNameInUse(name) }
         let layers = try model.targetedLinears(configuration.loraConfig(rank: configuration.ranks[0]))
         for r in configuration.ranks {
-            if let narrow = layers.first(where: { r > min($0.outFeatures, $0.inFeatures) }) {
+            // Name the narrowest matrix the rank does not fit.
+            if let narrow = layers.filter({ r > min($0.outFeatures, $0.inFeatures) })
+                .min(by: { min($0.outFeatures, $0.inFeatures) < min($1.outFeatures, $1.inFeatures) }) {
                 throw RankSweepError.rankExceedsModule(rank: r, module: narrow.path, shape: [narrow.outFeatures, narrow.inFeatures])
             }
         }
@@ -207,31 +209,10 @@ public final class RankSweepExperiment {
         }
         var runs: [RankSweepRun] = []
         for r in c.ranks {
-            let started = Date()
-            let trainer = try self.trainer(rank: r)
-            // A fresh adapter from the rank's own stream (see the file comment); the trainer trains it in place.
-            var initRNG = RandomGenerator(seed: c.trainer.seed).derived(0x5A_EE9 &+ UInt64(r))
-            try model.addLoRA(trainer.loraConfig, name: name, rng: &initRNG)
-            let initialA = model.adapterParameters(name).filter { $0.0.hasSuffix("lora_A.weight") }.map { ($0.0, $0.1.value) }
-            let parameters = model.adapterParameters(name).reduce(0) { $0 + $1.1.value.count }
-            progress?.print("r = \(r): alpha \(formatShort(c.scaling.alpha(rank: r))), scale \(formatShort(c.scaling.scale(rank: r))), "
-                + "\(parameters) trainable parameters")
-            let summary = try trainer.run()
-            let valid = try trainer.evaluate(validData, maxBatches: c.trainer.evalBatches, step: c.trainer.iterations)
-            let match = try exactMatch?()
-            let finalA = Dictionary(uniqueKeysWithValues: model.adapterParameters(name).map { ($0.0, $0.1.value) })
-            let drift = initialA.map { name, start in relativeChange(from: start, to: finalA[name]!) }
-            try model.deleteAdapter(name)
-            if !c.keepCheckpoints { try? FileManager.default.removeItem(at: runDirectory(rank: r).appendingPathComponent("checkpoints")) }
-            let run = RankSweepRun(rank: r, alpha: c.scaling.alpha(rank: r), scale: c.scaling.scale(rank: r),
-                                   trainableParameters: parameters, trainLosses: summary.steps.map(\.loss),
-                                   validLoss: valid.loss, exactMatch: match.map(RankSweepExactMatch.init),
-                                   meanRelativeChangeOfA: drift.reduce(0, +) / Double(max(drift.count, 1)),
-                                   seconds: Date().timeIntervalSince(started), adapterDirectory: runDirectory(rank: r).path)
-            progress?.print(String(format: "r = %d: valid loss %.4f (perplexity %.3f)", r, run.validLoss, run.validPerplexity)
-                + (match.map { String(format: ", exact match %d/%d", $0.correct, $0.total) } ?? "")
-                + String(format: ", %.0f s", run.seconds))
-            runs.append(run)
+            do { runs.append(try train(rank: r)) } catch {
+                try? model.deleteAdapter(name)  // a failed run must not leave its adapter on the model
+                throw error
+            }
         }
         var similarity: RankSweepSimilarity?
         if let pair = c.comparedRanks {
@@ -246,6 +227,36 @@ public final class RankSweepExperiment {
                                iterations: c.trainer.iterations, batchSize: c.trainer.batchSize,
                                learningRate: c.trainer.learningRate, seed: c.trainer.seed, base: base, runs: runs,
                                similarity: similarity)
+    }
+
+    /// One run: a fresh adapter of rank `r`, trained, scored, saved to r<r>/ and deleted from the model.
+    func train(rank r: Int) throws -> RankSweepRun {
+        let c = configuration, name = c.trainer.adapterName
+        let started = Date()
+        let trainer = try self.trainer(rank: r)
+        // A fresh adapter from the rank's own stream (see the file comment); the trainer trains it in place.
+        var initRNG = RandomGenerator(seed: c.trainer.seed).derived(0x5A_EE9 &+ UInt64(r))
+        try model.addLoRA(trainer.loraConfig, name: name, rng: &initRNG)
+        let initialA = model.adapterParameters(name).filter { $0.0.hasSuffix("lora_A.weight") }.map { ($0.0, $0.1.value) }
+        let parameters = model.adapterParameters(name).reduce(0) { $0 + $1.1.value.count }
+        progress?.print("r = \(r): alpha \(formatShort(c.scaling.alpha(rank: r))), scale \(formatShort(c.scaling.scale(rank: r))), "
+            + "\(parameters) trainable parameters")
+        let summary = try trainer.run()
+        let valid = try trainer.evaluate(validData, maxBatches: c.trainer.evalBatches, step: c.trainer.iterations)
+        let match = try exactMatch?()
+        let finalA = Dictionary(uniqueKeysWithValues: model.adapterParameters(name).map { ($0.0, $0.1.value) })
+        let drift = initialA.map { name, start in relativeChange(from: start, to: finalA[name]!) }
+        try model.deleteAdapter(name)
+        if !c.keepCheckpoints { try? FileManager.default.removeItem(at: runDirectory(rank: r).appendingPathComponent("checkpoints")) }
+        let run = RankSweepRun(rank: r, alpha: c.scaling.alpha(rank: r), scale: c.scaling.scale(rank: r),
+                               trainableParameters: parameters, trainLosses: summary.steps.map(\.loss),
+                               validLoss: valid.loss, exactMatch: match.map(RankSweepExactMatch.init),
+                               meanRelativeChangeOfA: drift.reduce(0, +) / Double(max(drift.count, 1)),
+                               seconds: Date().timeIntervalSince(started), adapterDirectory: runDirectory(rank: r).path)
+        progress?.print(String(format: "r = %d: valid loss %.4f (perplexity %.3f)", r, run.validLoss, run.validPerplexity)
+            + (match.map { String(format: ", exact match %d/%d", $0.correct, $0.total) } ?? "")
+            + String(format: ", %.0f s", run.seconds))
+        return run
     }
 
     /// The trainer of run `r`: the shared settings, its own directory, evaluation done by the sweep after the run.
