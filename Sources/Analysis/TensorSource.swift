@@ -3,6 +3,7 @@
 import Foundation
 import TensorCore
 import Formats
+import Models
 
 /// Where the base model's weight for an adapted module comes from (amplification needs W next to ΔW).
 public protocol BaseWeightProvider {
@@ -126,18 +127,25 @@ public final class TensorSource: @unchecked Sendable {
 }
 
 extension TensorSource: BaseWeightProvider {
-    /// `<module>.weight` from a safetensors checkpoint. GGUF files name and lay out weights differently
-    /// (blk.N.attn_q.weight, Q/K rows permuted for llama.cpp's rope), so they need a model-aware provider.
+    /// `<module>.weight` from a safetensors checkpoint. A GGUF file names and lays out weights the llama.cpp way
+    /// (blk.N.attn_q.weight, Q/K rows permuted for its rope): it is read through `LlamaGGUFWeights`, which maps
+    /// the name and undoes the permutation; a GGUF of another architecture is refused.
     public func baseWeight(forModule module: String) throws -> Tensor? {
-        if isGGUF {
-            throw AnalysisError.unsupported("\(path): GGUF base weights use llama.cpp names and permuted Q/K rows; "
-                + "amplification needs a provider that maps \(module) to its GGUF tensor and undoes the permutation "
-                + "(use the Hugging Face safetensors checkpoint instead)")
-        }
+        if case let .gguf(file) = backend { return try llamaWeights(file).baseWeight(forModule: module) }
         let name = baseWeightName(forModule: module)
         return contains(name) ? try matrix(name) : nil
     }
 
-    /// `<module>.weight`.
-    public func baseWeightName(forModule module: String) -> String { module + ".weight" }
+    /// `<module>.weight`, or for GGUF the llama.cpp tensor name with the Hugging Face one.
+    public func baseWeightName(forModule module: String) -> String {
+        if case let .gguf(file) = backend, let weights = try? llamaWeights(file) { return weights.baseWeightName(forModule: module) }
+        return module + ".weight"
+    }
+
+    private func llamaWeights(_ file: GGUFFile) throws -> LlamaGGUFWeights {
+        do { return try LlamaGGUFWeights(file: file) } catch {
+            throw AnalysisError.unsupported("\(path): amplification against a GGUF base needs a Llama-family model "
+                + "(to map adapter modules to llama.cpp tensors and undo the q/k row permutation): \(error)")
+        }
+    }
 }

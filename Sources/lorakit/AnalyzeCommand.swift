@@ -116,7 +116,7 @@ struct Analyze: ParsableCommand {
             commandName: "amplification",
             abstract: "How strongly ΔW amplifies directions of W: ‖ΔW‖_F / ‖UᵀWV‖_F per module (LoRA paper, Table 7).")
 
-        @Option(help: "Base model: a .safetensors file or a Hugging Face model directory.") var model: String
+        @Option(help: "Base model: a .safetensors file, a Hugging Face model directory, or a Llama-family .gguf file (dequantized).") var model: String
         @Option(help: "Adapter directory.") var adapter: String
         @Option(help: "Seed of the random baseline subspaces.") var seed: UInt64 = 0
         @Flag(help: "Print machine-readable JSON.") var json = false

@@ -12,6 +12,7 @@ struct LoRAKitCommand: ParsableCommand {
             Eval.self,
             Inspect.self,
             Analyze.self,
+            Experiment.self,
             Bench.self,
             Generate.self,
             Chat.self,

@@ -62,7 +62,7 @@ final class TensorSourceTests: XCTestCase {
         XCTAssertEqual(m.shape, [2, 3]); XCTAssertEqual(m.array, values)
         let spectrum = try Spectrum.of(matrix: m, name: name)
         XCTAssertEqual(spectrum.frobeniusNorm, Double(values.map { $0 * $0 }.reduce(0, +)).squareRoot(), accuracy: 1e-5)
-        // GGUF base weights need the model-aware name map and Q/K un-permutation: refused, not silently wrong.
+        // Base weights from a GGUF need the Llama name map and Q/K un-permutation; a file without Llama metadata is refused.
         guard case .unsupported? = analysisError({ _ = try source.baseWeight(forModule: "model.layers.0.self_attn.v_proj") }) else { return XCTFail() }
     }
 }
