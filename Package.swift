@@ -54,19 +54,19 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorCore", "Autograd", "NN", "Formats", "PEFT", "Tokenizers"], swiftSettings: fast),
         // Layer 0 (no numerics): SVG charts (line plots, heatmaps) written by hand.
         .target(name: "Plots"),
-        // Layer 5: data, trainer, experiments.
+        // Layer 6: data, trainer, experiments (which use Analysis' subspace comparisons).
         .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Plots", "Analysis",
                                               .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         // Layer 5: low-rank analysis of weights and adapters (spectrum, subspace similarity, amplification).
         .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
-        // Layer 6: the CLI, one file per subcommand.
+        // Layer 7: the CLI, one file per subcommand.
         .executableTarget(name: "lorakit", dependencies: [
             "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
         // Shared by the test targets: fixture lookup, tolerances, finite-difference checks.
-        .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["TensorCore", "PEFT", "Models"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorCoreTests", dependencies: ["TensorCore", "TestSupport"]),
         .testTarget(name: "LinearAlgebraTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra"]),
         .testTarget(name: "AutogradTests", dependencies: ["TestSupport", "TensorCore", "Autograd"]),

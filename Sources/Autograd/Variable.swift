@@ -98,8 +98,8 @@ public final class Variable {
     }
 
     public var shape: [Int] { value.shape }
-    /// True for parameters and constants; an op result whose backward has run also reads as a leaf.
-    public var isLeaf: Bool { node.backwardFn == nil }
+    /// True for parameters and constants: nothing feeds a gradient into them.
+    public var isLeaf: Bool { node.parents.isEmpty }
 
     /// Adds `g` to this variable's gradient (no-op when it needs none).
     public func accumulate(_ g: Tensor) { node.accumulate(g) }

@@ -42,6 +42,13 @@ extension LlamaConfig {
             object["attention_bias"] = .bool(qkvBias)
             object["pretraining_tp"] = .number(1)
         }
+        return object.merging(huggingFaceSpecialTokenFields(padTokenID: padTokenID)) { $1 }
+    }
+
+    /// bos_token_id, eos_token_id (a number, or a list when there are several) and pad_token_id, where known:
+    /// the fields config.json and generation_config.json share.
+    func huggingFaceSpecialTokenFields(padTokenID: Int?) -> [String: JSONValue] {
+        var object: [String: JSONValue] = [:]
         if let bosTokenID { object["bos_token_id"] = .number(Double(bosTokenID)) }
         switch eosTokenIDs.count {
         case 0: break

@@ -37,10 +37,7 @@ public final class LlamaGGUFWeights: @unchecked Sendable {
     public func weight(ofModule module: String) throws -> Tensor? {
         let name = storedName(module + ".weight")
         guard reader.contains(name) else { return nil }
-        switch try reader.matrix(name, ropeHeads: ropeHeads(ofModule: module)) {
-        case .dense(let variable): return variable.value
-        case .quantized(let q): return q.dequantized()  // not produced with keepQuantized false
-        }
+        return try reader.matrix(name, ropeHeads: ropeHeads(ofModule: module)).denseValue
     }
 
     /// The Hugging Face name whose tensor the file stores: a tied model keeps lm_head in the embedding.

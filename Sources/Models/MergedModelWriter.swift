@@ -94,12 +94,7 @@ public enum MergedModelWriter {
         let config = try AdapterFiles.load(into: loaded.model, from: adapter)
         try loaded.model.mergeAdapters(safe: true)
         let merged = loaded.model.adaptedLinears.filter { !$0.mergedAdapterNames.isEmpty }.map(\.path)
-        let type: String
-        switch config {
-        case .lora: type = "LORA"
-        case .adalora: type = "ADALORA"
-        }
-        return try write(loaded, to: output, precision: precision, overwrite: overwrite, mergedModules: merged, adapterType: type)
+        return try write(loaded, to: output, precision: precision, overwrite: overwrite, mergedModules: merged, adapterType: config.peftType)
     }
 
     /// Writes `loaded` (adapters already merged, or none) as a Hugging Face directory at `output`.
@@ -179,15 +174,9 @@ public enum MergedModelWriter {
     /// Every weight with its Hugging Face name, in checkpoint order, as dense Float32 (quantized ones dequantized).
     /// A tied head is not listed (it is the embedding).
     public static func huggingFaceTensors(of model: LlamaModel) -> [(String, Tensor)] {
-        func dense(_ base: LinearBase) -> Tensor {
-            switch base {
-            case .dense(let w): return w.value
-            case .quantized(let q): return q.dequantized()
-            }
-        }
-        var out: [(String, Tensor)] = [("model.embed_tokens.weight", dense(model.embedding))]
+        var out: [(String, Tensor)] = [("model.embed_tokens.weight", model.embedding.denseValue)]
         func add(_ linear: AdaptedLinear) {
-            out.append((linear.path + ".weight", dense(linear.base)))
+            out.append((linear.path + ".weight", linear.base.denseValue))
             if let b = linear.bias { out.append((linear.path + ".bias", b.value)) }
         }
         for (i, layer) in model.layers.enumerated() {
@@ -197,18 +186,13 @@ public enum MergedModelWriter {
             for l in layer.linears[4...] { add(l) }
         }
         out.append(("model.norm.weight", model.norm.value))
-        if let head = model.lmHead { out.append(("lm_head.weight", dense(head.base))) }
+        if let head = model.lmHead { out.append(("lm_head.weight", head.base.denseValue)) }
         return out
     }
 
     /// generation_config.json for a base without one: its BOS, EOS and padding ids.
     static func generationConfig(_ c: LlamaConfig, padding: Int?) -> [String: JSONValue] {
-        var object: [String: JSONValue] = ["_from_model_config": .bool(true)]
-        if let bos = c.bosTokenID { object["bos_token_id"] = .number(Double(bos)) }
-        if c.eosTokenIDs.count == 1 { object["eos_token_id"] = .number(Double(c.eosTokenIDs[0])) }
-        if c.eosTokenIDs.count > 1 { object["eos_token_id"] = .array(c.eosTokenIDs.map { .number(Double($0)) }) }
-        if let padding { object["pad_token_id"] = .number(Double(padding)) }
-        return object
+        c.huggingFaceSpecialTokenFields(padTokenID: padding).merging(["_from_model_config": .bool(true)]) { $1 }
     }
 
     // MARK: Destination

@@ -39,6 +39,14 @@ public enum LinearBase {
         case .quantized(let q): return q.shape
         }
     }
+
+    /// The weight as dense Float32 values (a quantized base is dequantized into a new tensor).
+    public var denseValue: Tensor {
+        switch self {
+        case .dense(let w): return w.value
+        case .quantized(let q): return q.dequantized()
+        }
+    }
 }
 
 public final class AdaptedLinear {

@@ -2,8 +2,9 @@
 // rank allocator and regulariser) run without the user remembering to call them (PEFT issue #1327).
 import Autograd
 
-/// What a method needs from the training loop besides forward and backward. Per step the trainer does
-/// `loss + regularizationLoss()` → backward → optimizer step → `afterOptimizerStep(step)` → clear gradients.
+/// What a method needs from a training loop besides forward and backward, for loops other than LoRAKit's
+/// `Trainer` (which drives the rank allocator itself, logging its budgets). Per step: `loss + regularizationLoss()`
+/// → backward → optimizer step → `afterOptimizerStep(step)` → clear gradients.
 public protocol AdapterTrainingHook: AnyObject {
     /// A term to add to the loss before backward (nil: none).
     func regularizationLoss() -> Variable?

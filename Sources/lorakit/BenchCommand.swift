@@ -6,6 +6,19 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks that print machine-readable JSON.", subcommands: [Gemm.self, BenchGenerate.self, BenchTrain.self])
 
+    /// sgemm GFLOP/s of [m, k]·[k, n] after one warm-up product, timed for at least `seconds` and 3 products.
+    static func sgemmRate(m: Int, n: Int, k: Int, seconds: Double) -> (gflops: Double, iterations: Int) {
+        var rng = RandomGenerator(seed: 0)
+        let a = rng.normal([m, k]), b = rng.normal([k, n])
+        _ = Tensor.matmul(a, b)
+        var iterations = 0
+        let start = Date()
+        while Date().timeIntervalSince(start) < seconds || iterations < 3 {
+            _ = Tensor.matmul(a, b); iterations += 1
+        }
+        return (2 * Double(m) * Double(n) * Double(k) * Double(iterations) / Date().timeIntervalSince(start) / 1e9, iterations)
+    }
+
     struct Gemm: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "sgemm GFLOP/s for the shapes LoRA training uses.")
         @Option(help: "Seconds to spend per shape.") var seconds: Double = 1.0
@@ -15,17 +28,8 @@ struct Bench: ParsableCommand {
             let info = BLAS.describe()
             var rows: [[String: Any]] = []
             for (m, n, k) in [(1024, 576, 576), (1024, 1536, 576), (2048, 2048, 2048)] {
-                var rng = RandomGenerator(seed: 0)
-                let a = rng.normal([m, k]), b = rng.normal([k, n])
-                _ = Tensor.matmul(a, b)  // warm-up
-                var iterations = 0
-                let start = Date()
-                while Date().timeIntervalSince(start) < seconds || iterations < 3 {
-                    _ = Tensor.matmul(a, b); iterations += 1
-                }
-                let elapsed = Date().timeIntervalSince(start)
-                let gflops = 2.0 * Double(m) * Double(n) * Double(k) * Double(iterations) / elapsed / 1e9
-                rows.append(["m": m, "n": n, "k": k, "iterations": iterations, "gflops": (gflops * 10).rounded() / 10])
+                let rate = Bench.sgemmRate(m: m, n: n, k: k, seconds: seconds)
+                rows.append(["m": m, "n": n, "k": k, "iterations": rate.iterations, "gflops": (rate.gflops * 10).rounded() / 10])
             }
             let json: [String: Any] = ["benchmark": "gemm", "library": info.library, "kernel": info.kernel,
                                        "threads": info.threads, "results": rows]

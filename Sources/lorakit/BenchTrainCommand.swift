@@ -100,25 +100,23 @@ struct BenchTrain: ParsableCommand {
         let loadedRSS = ProcessMemory.peakResidentBytes()
         let targets: ModuleSelector = variant.hasPrefix("lora-all")
             ? .names(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) : .names(["q_proj", "v_proj"])
-        var rng = RandomGenerator(seed: 3)
-        var hook: AdapterTrainingHook?
+        let lora = LoRAConfig(r: rank, loraAlpha: Double(2 * rank), loraDropout: 0.05, targetModules: targets)
+        let method: AdapterMethod
         if variant.hasPrefix("adalora") {
-            var config = AdaLoRAConfig(initR: rank, targetR: max(rank - 2, 1), tinit: 0, tfinal: 0, deltaT: 1,
-                                       totalStep: warmupSteps + steps + 1, loraAlpha: Double(2 * rank), targetModules: targets)
-            config.lora.loraDropout = 0.05
-            try m.addAdaLoRA(config, rng: &rng)
-            hook = try RankAllocator(model: m, config: config)
+            // Same init rank as LoRA; the allocator updates every step (deltaT 1) and masks until the last one.
+            var config = AdaLoRAConfig(initR: rank, targetR: max(rank - 2, 1), tinit: 0, tfinal: 1, deltaT: 1)
+            config.lora = lora
+            method = .adalora(config)
         } else {
-            try m.addLoRA(LoRAConfig(r: rank, loraAlpha: Double(2 * rank), loraDropout: 0.05, targetModules: targets), rng: &rng)
+            method = .lora(lora)
         }
         let batch = TrainingStepBenchmark.randomBatch(rows: rows, length: length, vocabSize: m.config.vocabSize)
-        let r = try TrainingStepBenchmark.run(model: m, adapter: "default", hook: hook, batch: batch,
-                                              warmupSteps: warmupSteps, steps: steps)
+        let r = try TrainingStepBenchmark.run(model: m, method: method, batch: batch, warmupSteps: warmupSteps, steps: steps)
         let tokens = Double(r.tokensPerStep)
         let flops = m.config.trainingStepFLOPs(rows: rows, length: length, headRows: batch.targetCount,
                                                adapterFLOPs: 2 * tokens * Double(r.trainableParameters))
         func ms(_ s: Double) -> Double { (s * 1000).rounded() / 1000 }
-        return ["variant": variant, "method": hook == nil ? "lora" : "adalora", "base": quantized ? "quantized" : "float32",
+        return ["variant": variant, "method": method.name, "base": quantized ? "quantized" : "float32",
                 "targets": variant.hasPrefix("lora-all") ? "all seven projections" : "q_proj,v_proj", "trainable_parameters": r.trainableParameters,
                 "tokens_per_step": r.tokensPerStep, "tokens_per_second": (r.tokensPerSecond * 10).rounded() / 10,
                 "step_seconds": ms(r.stepSeconds), "forward_seconds": ms(median(r.forwardSeconds)),
@@ -129,16 +127,7 @@ struct BenchTrain: ParsableCommand {
 
     /// sgemm GFLOP/s at a training-shaped product ([1024, 576]·[576, 1536]) and at 2048³, ~1 s each.
     func measureSGEMM() -> (training: Double, square: Double) {
-        func rate(_ m: Int, _ n: Int, _ k: Int) -> Double {
-            var rng = RandomGenerator(seed: 0)
-            let a = rng.normal([m, k]), b = rng.normal([k, n])
-            _ = Tensor.matmul(a, b)
-            var iterations = 0
-            let start = Date()
-            while Date().timeIntervalSince(start) < 1 || iterations < 3 { _ = Tensor.matmul(a, b); iterations += 1 }
-            let gflops = 2 * Double(m * n * k) * Double(iterations) / Date().timeIntervalSince(start) / 1e9
-            return (gflops * 10).rounded() / 10
-        }
+        func rate(_ m: Int, _ n: Int, _ k: Int) -> Double { (Bench.sgemmRate(m: m, n: n, k: k, seconds: 1).gflops * 10).rounded() / 10 }
         return (rate(1024, 1536, 576), rate(2048, 2048, 2048))
     }
 }

@@ -66,7 +66,7 @@ struct DemoFineTune: ParsableCommand {
         // Adapted model accuracy (adapter still attached and active).
         let after = try ExactMatch.evaluate(model: loaded.model, tokenizer: tokenizer, chatTemplate: template,
                                             stopTokenIDs: loaded.stopTokenIDs, cases: cases)
-        let label = plan.method.name == "adalora" ? "AdaLoRA" : "LoRA"
+        let label = plan.method.displayName
         print(String(format: "\nTest exact match: base %.1f%% → ", 100 * before.accuracy) + label
             + String(format: " %.1f%% (%d/%d); training took %.0f s, whole demo %.0f s",
                      100 * after.accuracy, after.correct, after.total, trainSeconds, Date().timeIntervalSince(start)))

@@ -44,10 +44,9 @@ struct Eval: ParsableCommand {
         let encoder = try ExampleEncoder(tokenizer: tokenizer, chatTemplate: template,
                                          options: EncodingOptions(maxLength: maxLength))
         let dataset = try TokenizedDataset(file: file, encoder: encoder)
-        let paddingID = Int32(tokenizer.specialTokenIDs.padding ?? tokenizer.specialTokenIDs.eos ?? 0)
         var rng = RandomGenerator(seed: 0)
         var lossSum = 0.0, targets = 0
-        for batch in BatchSampler.sequentialBatches(dataset, batchRows: batchSize, paddingID: paddingID) where batch.targetCount > 0 {
+        for batch in BatchSampler.sequentialBatches(dataset, batchRows: batchSize, paddingID: tokenizer.batchPaddingID) where batch.targetCount > 0 {
             let loss = try loaded.model.loss(batch: batch, training: false, rng: &rng).value.scalarValue
             lossSum += Double(loss) * Double(batch.targetCount); targets += batch.targetCount
         }

@@ -97,16 +97,14 @@ struct Experiment: ParsableCommand {
 
             let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
             guard let tokenizer = loaded.tokenizer else { throw ValidationError("\(model): the model has no tokenizer") }
-            let splits = try TrainingDataSplits.load(dataDir, requireValid: true)
-            let template = try? ChatTemplate(template: loaded.chatTemplate, formatOverride: nil)
-            let encoder = try ExampleEncoder(tokenizer: tokenizer, chatTemplate: template, options: EncodingOptions(maxLength: maxLength))
-            let train = try TokenizedDataset(file: splits.train, encoder: encoder)
-            let valid = try TokenizedDataset(file: splits.valid!, encoder: encoder)
-            let paddingID = Int32(tokenizer.specialTokenIDs.padding ?? tokenizer.specialTokenIDs.eos ?? 0)
+            let progress = ProgressLine(interactive: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1, write: write)
+            let prepared = try PreparedTrainingData(dataPath: dataDir, tokenizer: tokenizer, chatTemplate: loaded.chatTemplate, chatFormat: nil,
+                                                    encoding: EncodingOptions(maxLength: maxLength), requireValid: true, progress: progress)
+            let splits = prepared.splits, template = prepared.chatTemplate
 
-            let experiment = try RankSweepExperiment(model: loaded.model, configuration: configuration, trainData: train,
-                                                     validData: valid, paddingID: paddingID)
-            experiment.progress = ProgressLine(interactive: isatty(json ? STDERR_FILENO : STDOUT_FILENO) == 1, write: write)
+            let experiment = try RankSweepExperiment(model: loaded.model, configuration: configuration, trainData: prepared.train,
+                                                     validData: prepared.valid!, paddingID: tokenizer.batchPaddingID)
+            experiment.progress = progress
             if !noExactMatch {
                 if let test = splits.test {
                     var cases = try ExactMatch.cases(from: test)

@@ -37,7 +37,7 @@ struct GenerationArguments: ParsableArguments {
         try BLAS.ensureAvailable()
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
         if let adapter {
-            _ = try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: adapter))  // LoRA or AdaLoRA, by peft_type
+            try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: adapter))  // LoRA or AdaLoRA, by peft_type
         }
         return (try Generator(loaded), loaded)
     }

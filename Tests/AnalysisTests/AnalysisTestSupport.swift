@@ -7,14 +7,6 @@ import PEFT
 import Analysis
 import TestSupport
 
-/// A fresh temporary directory, removed when the test case finishes.
-func temporaryDirectory(_ test: XCTestCase, _ label: String = "analysis") throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
-}
-
 /// Writes an adapter directory: `config` as adapter_config.json and `tensors` (saved keys) as safetensors.
 func writeAdapter(to directory: URL, config: String, tensors: [(String, Tensor)]) throws {
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -14,11 +14,8 @@ final class MergedModelWriterTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-merge-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(self, "merge")
     }
-
-    override func tearDown() { try? FileManager.default.removeItem(at: directory) }
 
     let base = Fixtures.url("peft/base_llama")
 
@@ -227,13 +224,8 @@ final class MergedModelWriterTests: XCTestCase {
             XCTAssertEqual($0 as? PEFTError, .file(path: missing.appendingPathComponent("adapter_config.json").path, reason: "not found"))
         }
         // A LoRA adapter saved on a Llama of hidden size 32 (same module names) does not fit base_llama's 64.
-        var rng = RandomGenerator(seed: 7)
-        let small = try LlamaModel(randomWeights: LlamaConfig(vocabSize: 256, hiddenSize: 32, intermediateSize: 64, layerCount: 2,
-                                                              headCount: 4, kvHeadCount: 2), rng: &rng)
-        let config = LoRAConfig(r: 4, loraAlpha: 8, targetModules: .names(["q_proj", "v_proj"]))
-        try small.addLoRA(config, rng: &rng)
         let other = directory.appendingPathComponent("other-adapter")
-        try AdapterFiles.saveLoRA(small, config: config, to: other)
+        try writeAdapterOfNarrowerLlama(to: other, seed: 7)
         XCTAssertThrowsError(try MergedModelWriter.merge(model: base, adapter: other, to: out)) {
             XCTAssertEqual($0 as? PEFTError, .shapeMismatch(tensor: "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
                                                             expected: [4, 64], got: [4, 32]))

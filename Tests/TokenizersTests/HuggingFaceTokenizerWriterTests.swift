@@ -10,11 +10,8 @@ final class HuggingFaceTokenizerWriterTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-tokwriter-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(self, "tokwriter")
     }
-
-    override func tearDown() { try? FileManager.default.removeItem(at: directory) }
 
     /// Writes the files and reads them back as `ModelLoader` does.
     func roundTrip(_ tokenizer: BPETokenizer, chatTemplate: String? = nil) throws -> (BPETokenizer, TokenizerConfig) {

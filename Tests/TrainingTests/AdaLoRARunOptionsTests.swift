@@ -4,16 +4,14 @@ import Foundation
 import PEFT
 import Training
 import XCTest
+import TestSupport
 
 final class AdaLoRARunOptionsTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-adalora-options-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(self, "adalora-options")
     }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
 
     func options(_ iters: Int = 80) -> TrainingRunOptions {
         var o = TrainingRunOptions()

@@ -8,16 +8,14 @@ import PEFT
 import TensorCore
 import Training
 import XCTest
+import TestSupport
 
 final class AdaLoRATrainerTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-adalora-trainer-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(self, "adalora-trainer")
     }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
 
     /// init_r 8 → target_r 3 on q and v: budget 16 → 6 over 16 steps; allocations at 0-based steps 4, 6, 8, 10 and
     /// the final one at 16 − 4 = 12.

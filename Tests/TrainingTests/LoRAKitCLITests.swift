@@ -18,14 +18,11 @@ final class LoRAKitCLITests: XCTestCase {
     let adapter = Fixtures.url("peft/llama_lora/adapter")
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(self, "cli")
         gguf = directory.appendingPathComponent("tiny.gguf")
         let weights = try SafeTensorsFile(contentsOf: Fixtures.url("peft/base_llama/model.safetensors")).tensors()
         try TinyLlamaGGUF.write(baseLlama: weights, to: gguf)
     }
-
-    override func tearDown() { try? FileManager.default.removeItem(at: directory) }
 
     /// `swift test` builds the executable next to the test bundle.
     static var executable: URL? {
@@ -160,13 +157,8 @@ final class LoRAKitCLITests: XCTestCase {
                     mentions: [missing.appendingPathComponent("adapter_config.json").path, "not found"])
 
         // An adapter saved on a Llama of hidden size 32 does not fit the 64-wide model.
-        var rng = RandomGenerator(seed: 3)
-        let small = try LlamaModel(randomWeights: LlamaConfig(vocabSize: 256, hiddenSize: 32, intermediateSize: 64, layerCount: 2,
-                                                              headCount: 4, kvHeadCount: 2), rng: &rng)
-        let config = LoRAConfig(r: 4, loraAlpha: 8, targetModules: .names(["q_proj", "v_proj"]))
-        try small.addLoRA(config, rng: &rng)
         let other = directory.appendingPathComponent("other-adapter")
-        try AdapterFiles.saveLoRA(small, config: config, to: other)
+        try writeAdapterOfNarrowerLlama(to: other, seed: 3)
         try failure(["merge", "--model", gguf.path, "--adapter", other.path, "--out", out.path],
                     mentions: ["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", "expected shape [4, 64], got [4, 32]"])
         try failure(["eval", "--model", gguf.path, "--adapter", other.path, "--data", try writeData(["a", "b"]).path],

@@ -7,6 +7,7 @@ import PEFT
 import TensorCore
 import Training
 import XCTest
+import TestSupport
 
 /// `RankSweepExperiment` on the tiny model: runs differing only in r, their scores, adapters on disk, φ between
 /// the two ranks, plots and JSON; bad rank lists and ranks that do not fit the model as typed errors.
@@ -14,11 +15,8 @@ final class RankSweepExperimentTests: XCTestCase {
     var directory: URL!
 
     override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-ranksweep-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directory = try temporaryDirectory(self, "ranksweep")
     }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: directory) }
 
     func configuration(ranks: [Int]) -> RankSweepConfiguration {
         var c = RankSweepConfiguration(outputDirectory: directory)

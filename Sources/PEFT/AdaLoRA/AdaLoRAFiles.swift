@@ -11,6 +11,14 @@ import Formats
 public enum LoadedAdapterConfig: Sendable {
     case lora(LoRAConfig)
     case adalora(AdaLoRAConfig)
+
+    /// PEFT's peft_type: "LORA" or "ADALORA".
+    public var peftType: String {
+        switch self {
+        case .lora: return "LORA"
+        case .adalora: return "ADALORA"
+        }
+    }
 }
 
 extension AdapterFiles {

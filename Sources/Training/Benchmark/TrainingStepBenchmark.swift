@@ -1,6 +1,6 @@
-// Times the phases of a training step exactly as the Trainer runs them (forward + regulariser, backward, clip +
-// AdamW + the method's after-step hook), on one fixed batch, so `lorakit bench train` measures the product's own
-// loop rather than a copy of it. Each phase is timed on the wall clock; the median over the timed steps is the
+// Times the phases of a training step as the Trainer runs them (forward; backward of the loss and of AdaLoRA's
+// regulariser, through the same `AdapterMethod` call; clip + AdamW + the rank allocator's update), on one fixed
+// batch, so `lorakit bench train` measures the product's own step. Each phase is timed on the wall clock; the median over the timed steps is the
 // figure reported, which is robust to the odd slow step on a shared machine.
 import Autograd
 import Foundation
@@ -10,11 +10,11 @@ import TensorCore
 
 /// Per-phase seconds of the timed steps, and what the process held in memory.
 public struct TrainingStepBenchmarkResult: Sendable {
-    /// Seconds of each timed step in `model.loss` (+ the regulariser).
+    /// Seconds of each timed step in `model.loss`.
     public let forwardSeconds: [Double]
-    /// Seconds of each timed step in `backward`.
+    /// Seconds of each timed step in `backward` (AdaLoRA: and the regulariser's).
     public let backwardSeconds: [Double]
-    /// Seconds of each timed step in clipping, AdamW, the after-step hook and clearing gradients.
+    /// Seconds of each timed step in clipping, AdamW, AdaLoRA's allocator update and clearing gradients.
     public let optimizerSeconds: [Double]
     /// Loss of every step, warm-up included (it must fall: the benchmark trains for real).
     public let losses: [Float]
@@ -50,10 +50,21 @@ public enum TrainingStepBenchmark {
         return TokenBatch(rows: examples, paddingID: 0, length: length)
     }
 
-    /// Runs `warmupSteps` untimed then `steps` timed optimizer steps of `adapter` on `batch`: AdamW at
-    /// `learningRate`, global-norm clipping at 1, dropout on, and `hook` (AdaLoRA's allocator) where given.
-    public static func run(model: any TrainableLanguageModel, adapter: String, hook: AdapterTrainingHook?, batch: TokenBatch,
+    /// Adds `method`'s adapter (named "default") to `model`, then runs `warmupSteps` untimed and `steps` timed
+    /// optimizer steps on `batch`: AdamW at `learningRate`, global-norm clipping at 1, dropout on, and for AdaLoRA
+    /// the regulariser and the rank allocator (its schedule set to span the run).
+    public static func run(model: any TrainableLanguageModel, method: AdapterMethod, batch: TokenBatch,
                            warmupSteps: Int, steps: Int, learningRate: Double = 1e-4) throws -> TrainingStepBenchmarkResult {
+        let adapter = "default"
+        let method = try method.resolved(iterations: warmupSteps + steps)
+        var initRNG = RandomGenerator(seed: 3)
+        var allocator: RankAllocator?
+        switch method {
+        case .lora(let config): try model.addLoRA(config, name: adapter, rng: &initRNG)
+        case .adalora(let config, _):
+            try model.addAdaLoRA(config, name: adapter, rng: &initRNG)
+            allocator = try RankAllocator(model: model, adapter: adapter, config: config)
+        }
         let parameters = model.adapterParameters(adapter)
         let variables = parameters.map(\.1)
         let optimizer = try AdamW(parameters: parameters, learningRate: learningRate, weightDecay: 0)
@@ -62,16 +73,16 @@ public enum TrainingStepBenchmark {
         func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
         for step in 0..<(warmupSteps + steps) {
             let t0 = now()
-            var loss = try model.loss(batch: batch, training: true, rng: &rng)
-            if let extra = hook?.regularizationLoss() { loss = add(loss, extra) }
+            let loss = try model.loss(batch: batch, training: true, rng: &rng)
             let value = loss.value.scalarValue
             guard value.isFinite else { throw TrainingError.nonFinite(quantity: "loss", step: step + 1, value: value, learningRate: learningRate, lastCheckpoint: nil) }
             let t1 = now()
             loss.backward()
+            method.regularizationLoss(allocator)?.backward()
             let t2 = now()
             _ = clipGradNorm(variables, maxNorm: 1)
             optimizer.step()
-            _ = try hook?.afterOptimizerStep(step)
+            try allocator?.update(step: step)
             optimizer.zeroGrad()
             let t3 = now()
             losses.append(value)

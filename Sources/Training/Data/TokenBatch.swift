@@ -1,6 +1,7 @@
 // A batch as a model consumes it: rows of token ids padded on the right to one length, with the masks the
 // forward pass and the loss need. Several short examples may share a row (packing); `segmentIDs` tells them apart.
 import TensorCore
+import Tokenizers
 
 /// Token ids, labels and masks for `rows` sequences of `length` tokens, row-major.
 public struct TokenBatch: Sendable {
@@ -160,4 +161,9 @@ public struct BatchSampler {
             return TokenBatch(rows: rows, paddingID: paddingID)
         }
     }
+}
+
+extension Tokenizer {
+    /// The id batches are padded with: the tokenizer's padding token, else its EOS, else 0 (padding is never learnt).
+    public var batchPaddingID: Int32 { Int32(specialTokenIDs.padding ?? specialTokenIDs.eos ?? 0) }
 }

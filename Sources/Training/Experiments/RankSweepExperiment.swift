@@ -277,16 +277,8 @@ public final class RankSweepExperiment {
 
 /// ‖end − start‖_F / ‖start‖_F (0 for a zero start).
 func relativeChange(from start: Tensor, to end: Tensor) -> Double {
-    start.withUnsafeBufferPointer { s in
-        end.withUnsafeBufferPointer { e in
-            var diff = 0.0, norm = 0.0
-            for i in 0..<s.count {
-                let d = Double(e[i]) - Double(s[i])
-                diff += d * d; norm += Double(s[i]) * Double(s[i])
-            }
-            return norm > 0 ? (diff / norm).squareRoot() : 0
-        }
-    }
+    let norm = Double(start.l2Norm())
+    return norm > 0 ? Double(Tensor.sub(end, start).l2Norm()) / norm : 0
 }
 
 /// 16, 0.5, 2.83: short numbers for labels.

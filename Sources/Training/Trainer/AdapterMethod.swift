@@ -1,5 +1,6 @@
 // Which PEFT method a `Trainer` trains, and what AdaLoRA needs from a run: total_step = the run's iterations, a
 // schedule that fixes the final pattern inside the run, and the settings a resumed run must share.
+import Autograd
 import Foundation
 import PEFT
 
@@ -16,6 +17,14 @@ public enum AdapterMethod: Equatable, Sendable {
         switch self {
         case .lora: return "lora"
         case .adalora: return "adalora"
+        }
+    }
+
+    /// "LoRA" or "AdaLoRA", for people.
+    public var displayName: String {
+        switch self {
+        case .lora: return "LoRA"
+        case .adalora: return "AdaLoRA"
         }
     }
 
@@ -53,6 +62,13 @@ public enum AdapterMethod: Equatable, Sendable {
             }
             return .adalora(config, regularization: form)
         }
+    }
+
+    /// AdaLoRA's γ·R(A, B) over `allocator`'s branches in the method's form, to back-propagate once per optimizer
+    /// step; nil for LoRA or a zero orth_reg_weight.
+    func regularizationLoss(_ allocator: RankAllocator?) -> Variable? {
+        guard let allocator, case .adalora(let config, let form) = self, config.orthRegWeight > 0 else { return nil }
+        return allocator.regularizationLoss(form: form)
     }
 
     /// Settings a resumed run must share with the checkpoint (besides the trainer's own).

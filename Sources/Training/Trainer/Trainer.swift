@@ -148,8 +148,7 @@ public final class Trainer {
             // AdaLoRA: γ·R(A, B) once per optimizer step (PEFT adds it to every micro-batch loss, which its gradient
             // accumulation then averages: the same once-per-step term).
             var regularization: Float? = nil
-            if let allocator, case .adalora(let config, let form) = method, config.orthRegWeight > 0 {
-                let term = allocator.regularizationLoss(form: form)
+            if let term = method.regularizationLoss(allocator) {
                 let value = term.value.scalarValue
                 guard value.isFinite else {
                     throw TrainingError.nonFinite(quantity: "orthogonal regularisation", step: step + 1, value: value, learningRate: lr,

@@ -43,22 +43,11 @@ public struct StepMetrics: Equatable, Sendable {
 /// Resident set size of this process.
 public enum ProcessMemory {
     /// Bytes resident now: VmRSS from /proc/self/status on Linux (the peak elsewhere, where only that is known).
-    public static func residentBytes() -> Int {
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-           let kb = Int(line.dropFirst("VmRSS:".count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
-            return kb * 1024
-        }
-        return peakResidentBytes()
-    }
+    public static func residentBytes() -> Int { statusBytes("VmRSS") ?? peakResidentBytes() }
 
     /// Bytes: VmHWM from /proc/self/status on Linux, getrusage's ru_maxrss elsewhere (0 when neither answers).
     public static func peakResidentBytes() -> Int {
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-           let kb = Int(line.dropFirst("VmHWM:".count).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
-            return kb * 1024
-        }
+        if let bytes = statusBytes("VmHWM") { return bytes }
         var usage = rusage()
         #if os(Linux)
         guard getrusage(RUSAGE_SELF.rawValue, &usage) == 0 else { return 0 }
@@ -67,6 +56,15 @@ public enum ProcessMemory {
         guard getrusage(RUSAGE_SELF, &usage) == 0 else { return 0 }
         return Int(usage.ru_maxrss)  // bytes on Darwin
         #endif
+    }
+
+    /// A "<key>:  1234 kB" line of /proc/self/status in bytes (nil where there is no such file or line).
+    private static func statusBytes(_ key: String) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }),
+              let kb = Int(line.dropFirst(key.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "")
+        else { return nil }
+        return kb * 1024
     }
 }
 

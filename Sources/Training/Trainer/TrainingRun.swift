@@ -4,42 +4,56 @@ import Foundation
 import PEFT
 import Tokenizers
 
-public enum TrainingRun {
-    /// Trains `model` as `plan` says; `chatTemplate` is the model's Jinja template (used for {"messages"} data).
-    @discardableResult
-    public static func execute(_ plan: TrainingRunPlan, model: any TrainableLanguageModel, tokenizer: any Tokenizer,
-                               chatTemplate: String?, progress: ProgressLine?) throws -> TrainingSummary {
-        let splits = try TrainingDataSplits.load(plan.dataPath, requireValid: false)
+/// The splits of a data directory, read and tokenised, with the chat template used to render them.
+public struct PreparedTrainingData {
+    public let splits: TrainingDataSplits
+    public let train: TokenizedDataset
+    public let valid: TokenizedDataset?
+    /// The model's template (or the --chat-format override); nil when it is unusable and no split needs it.
+    public let chatTemplate: ChatTemplate?
+
+    /// Reads `dataPath` (valid.jsonl required when `requireValid`), renders {"messages"} examples with the model's
+    /// `chatTemplate` (or `chatFormat`), tokenises, and reports sizes and what was cut or dropped to `progress`.
+    public init(dataPath: URL, tokenizer: any Tokenizer, chatTemplate: String?, chatFormat: String?, encoding: EncodingOptions,
+                requireValid: Bool, progress: ProgressLine?) throws {
+        splits = try TrainingDataSplits.load(dataPath, requireValid: requireValid)
         let usesChat = [splits.train, splits.valid].contains { $0?.examples.first?.formatName == "messages" }
-        let template: ChatTemplate?
         if usesChat {  // a chat dataset needs a usable template: report why there is none
-            template = try ChatTemplate(template: chatTemplate, formatOverride: plan.chatFormat)
+            self.chatTemplate = try ChatTemplate(template: chatTemplate, formatOverride: chatFormat)
         } else {
-            template = try? ChatTemplate(template: chatTemplate, formatOverride: plan.chatFormat)
+            self.chatTemplate = try? ChatTemplate(template: chatTemplate, formatOverride: chatFormat)
         }
-        let encoder = try ExampleEncoder(tokenizer: tokenizer, chatTemplate: template, options: plan.encoding)
-        let train = try TokenizedDataset(file: splits.train, encoder: encoder)
-        let valid = try splits.valid.map { try TokenizedDataset(file: $0, encoder: encoder) }
+        let encoder = try ExampleEncoder(tokenizer: tokenizer, chatTemplate: self.chatTemplate, options: encoding)
+        train = try TokenizedDataset(file: splits.train, encoder: encoder)
+        valid = try splits.valid.map { try TokenizedDataset(file: $0, encoder: encoder) }
         for (name, data) in [("train", train), ("valid", valid)] {
-            guard let data else { progress?.print("note: no valid.jsonl in \(plan.dataPath.path): no evaluation"); continue }
+            guard let data else { progress?.print("note: no valid.jsonl in \(dataPath.path): no evaluation"); continue }
             let total = data.examples.count + data.droppedCount
             progress?.print("\(name): \(data.examples.count) examples, \(data.tokenCount) tokens, \(data.targetCount) learnt")
             if data.truncatedCount > 0 {
-                progress?.print("warning: \(data.truncatedCount) of \(total) \(name) examples are longer than --max-length \(plan.encoding.maxLength) and were cut")
+                progress?.print("warning: \(data.truncatedCount) of \(total) \(name) examples are longer than --max-length \(encoding.maxLength) and were cut")
             }
             if data.droppedCount > 0 {
                 progress?.print("warning: \(data.droppedCount) of \(total) \(name) examples have nothing to learn within --max-length and were left out")
             }
         }
-        let paddingID = Int32(tokenizer.specialTokenIDs.padding ?? tokenizer.specialTokenIDs.eos ?? 0)
-        let trainer = try Trainer(model: model, method: plan.method, trainData: train, validData: valid, paddingID: paddingID,
-                                  configuration: plan.trainer)
+    }
+}
+
+public enum TrainingRun {
+    /// Trains `model` as `plan` says; `chatTemplate` is the model's Jinja template (used for {"messages"} data).
+    @discardableResult
+    public static func execute(_ plan: TrainingRunPlan, model: any TrainableLanguageModel, tokenizer: any Tokenizer,
+                               chatTemplate: String?, progress: ProgressLine?) throws -> TrainingSummary {
+        let data = try PreparedTrainingData(dataPath: plan.dataPath, tokenizer: tokenizer, chatTemplate: chatTemplate,
+                                            chatFormat: plan.chatFormat, encoding: plan.encoding, requireValid: false, progress: progress)
+        let trainer = try Trainer(model: model, method: plan.method, trainData: data.train, validData: data.valid,
+                                  paddingID: tokenizer.batchPaddingID, configuration: plan.trainer)
         trainer.progress = progress
         let summary = try trainer.run(resumeFrom: plan.resume)
         if summary.adapterDirectory != nil {
             let plot = plan.trainer.outputDirectory.appendingPathComponent("loss.svg")
-            try LossPlot.write(metricsFile: summary.metricsFile, to: plot,
-                               title: plan.method.name == "adalora" ? "AdaLoRA training loss" : "LoRA training loss")
+            try LossPlot.write(metricsFile: summary.metricsFile, to: plot, title: "\(plan.method.displayName) training loss")
             progress?.print("Loss plot: \(plot.path)")
             if let ranks = summary.adaLoRARanks, case .adalora(let config, _) = trainer.method {
                 try writeRankReport(ranks, initRank: config.initR, metricsFile: summary.metricsFile,
