@@ -93,8 +93,19 @@ public final class Variable {
     public init(_ value: Tensor, inputs: [Variable], name: String? = nil, backward: @escaping (Tensor) -> Void) {
         self.value = value
         let needing = inputs.filter { $0.requiresGrad }.map(\.node)
-        node = GradientNode(shape: value.shape, requiresGrad: !needing.isEmpty, name: name, parents: needing,
-                            backward: needing.isEmpty ? nil : backward)
+        if GradientRecording.isEnabled {
+            node = GradientNode(shape: value.shape, requiresGrad: !needing.isEmpty, name: name, parents: needing,
+                                backward: needing.isEmpty ? nil : backward)
+        } else {  // values only; `requiresGrad` still says whether a gradient would flow (see `recomputed`)
+            node = GradientNode(shape: value.shape, requiresGrad: !needing.isEmpty, name: name, parents: [], backward: nil)
+        }
+    }
+
+    /// A recorded op result whose backward also reaches parameters it captured itself, not only `inputs`.
+    init(_ value: Tensor, recordingOver inputs: [Variable], backward: @escaping (Tensor) -> Void) {
+        self.value = value
+        node = GradientNode(shape: value.shape, requiresGrad: true, name: nil,
+                            parents: inputs.filter { $0.requiresGrad }.map(\.node), backward: backward)
     }
 
     public var shape: [Int] { value.shape }

@@ -16,22 +16,36 @@ extension LlamaModel {
         var h = try embed(ids.flatMap { $0 })                                     // [B·T, hidden]
         let table = try RotaryTable(start: 0, count: length, dim: c.headDim, theta: c.ropeTheta)
         for layer in layers {
-            let x = try rmsNorm(h, weight: layer.inputNorm, eps: c.rmsNormEps)
-            let a = layer.attention
-            // [B·T, heads·D] → [B, heads, T, D]
-            func heads(_ y: Variable, _ n: Int) -> Variable { permute(reshape(y, [batch, length, n, c.headDim]), [0, 2, 1, 3]) }
-            let q = try rotaryEmbedding(heads(a.qProj.forward(x, rng: &rng, training: training), c.headCount), table: table, layout: .halfSplit)
-            let k = try rotaryEmbedding(heads(a.kProj.forward(x, rng: &rng, training: training), c.kvHeadCount), table: table, layout: .halfSplit)
-            let v = heads(a.vProj.forward(x, rng: &rng, training: training), c.kvHeadCount)
-            let attended = try scaledDotProductAttention(q: q, k: k, v: v, causal: true)   // [B, heads, T, D]
-            let merged = reshape(permute(attended, [0, 2, 1, 3]), [batch * length, c.queryWidth])
-            h = add(h, a.oProj.forward(merged, rng: &rng, training: training))
-            let y = try rmsNorm(h, weight: layer.postAttentionNorm, eps: c.rmsNormEps)
-            let m = layer.mlp
-            let gated = swiglu(gate: m.gateProj.forward(y, rng: &rng, training: training), up: m.upProj.forward(y, rng: &rng, training: training))
-            h = add(h, m.downProj.forward(gated, rng: &rng, training: training))
+            if recomputesActivations {  // keep only the layer's input; backward runs the layer again
+                h = try recomputed([h], rng: &rng) { [self] inputs, rng in
+                    try decoderLayer(layer, inputs[0], table: table, batch: batch, length: length, training: training, rng: &rng)
+                }
+            } else {
+                h = try decoderLayer(layer, h, table: table, batch: batch, length: length, training: training, rng: &rng)
+            }
         }
         return try rmsNorm(h, weight: norm, eps: c.rmsNormEps)
+    }
+
+    /// One decoder layer on the residual stream h [B·T, hidden]: pre-norm attention and SwiGLU MLP, each added back.
+    private func decoderLayer(_ layer: LlamaDecoderLayer, _ input: Variable, table: RotaryTable, batch: Int, length: Int,
+                              training: Bool, rng: inout RandomGenerator) throws -> Variable {
+        let c = config
+        var h = input
+        let x = try rmsNorm(h, weight: layer.inputNorm, eps: c.rmsNormEps)
+        let a = layer.attention
+        // [B·T, heads·D] → [B, heads, T, D]
+        func heads(_ y: Variable, _ n: Int) -> Variable { permute(reshape(y, [batch, length, n, c.headDim]), [0, 2, 1, 3]) }
+        let q = try rotaryEmbedding(heads(a.qProj.forward(x, rng: &rng, training: training), c.headCount), table: table, layout: .halfSplit)
+        let k = try rotaryEmbedding(heads(a.kProj.forward(x, rng: &rng, training: training), c.kvHeadCount), table: table, layout: .halfSplit)
+        let v = heads(a.vProj.forward(x, rng: &rng, training: training), c.kvHeadCount)
+        let attended = try scaledDotProductAttention(q: q, k: k, v: v, causal: true)   // [B, heads, T, D]
+        let merged = reshape(permute(attended, [0, 2, 1, 3]), [batch * length, c.queryWidth])
+        h = add(h, a.oProj.forward(merged, rng: &rng, training: training))
+        let y = try rmsNorm(h, weight: layer.postAttentionNorm, eps: c.rmsNormEps)
+        let m = layer.mlp
+        let gated = swiglu(gate: m.gateProj.forward(y, rng: &rng, training: training), up: m.upProj.forward(y, rng: &rng, training: training))
+        return add(h, m.downProj.forward(gated, rng: &rng, training: training))
     }
 
     /// Logits [B, T, vocab] through the autograd path (every position; use generation for long sequences).

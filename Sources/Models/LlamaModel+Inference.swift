@@ -131,19 +131,26 @@ final class InferenceBuffers {
     let headMajor, headMajorOut: UnsafeMutablePointer<Float>
     /// [rows, intermediate] ×2.
     let gate, up: UnsafeMutablePointer<Float>
-    private let all: [UnsafeMutablePointer<Float>]
+    /// Every buffer this call owns with its element count (headMajor/headMajorOut alias q/attention at one row).
+    private let owned: [(pointer: UnsafeMutablePointer<Float>, count: Int)]
 
     init(rows: Int, config c: LlamaConfig) {
-        func buffer(_ width: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(1, rows * width)) }
+        // From the buffer pool: a prompt's scratch is reused by the next prompt instead of faulted in afresh.
+        var owned: [(pointer: UnsafeMutablePointer<Float>, count: Int)] = []
+        func buffer(_ width: Int) -> UnsafeMutablePointer<Float> {
+            let count = max(1, rows * width)
+            owned.append((BufferPool.allocateScratch(count: count), count))
+            return owned[owned.count - 1].pointer
+        }
         hidden = buffer(c.hiddenSize); normed = buffer(c.hiddenSize); projected = buffer(c.hiddenSize)
         q = buffer(c.queryWidth); k = buffer(c.kvWidth); v = buffer(c.kvWidth); attention = buffer(c.queryWidth)
         headMajor = rows > 1 ? buffer(c.queryWidth) : q
         headMajorOut = rows > 1 ? buffer(c.queryWidth) : attention
         gate = buffer(c.intermediateSize); up = buffer(c.intermediateSize)
-        all = [hidden, normed, projected, q, k, v, attention, gate, up] + (rows > 1 ? [headMajor, headMajorOut] : [])
+        self.owned = owned
     }
 
-    deinit { for p in all { p.deallocate() } }
+    deinit { for (p, count) in owned { BufferPool.releaseScratch(p, count: count) } }
 
     /// [rows, heads, D] → [heads, rows, D]; returns `out`.
     func transposed(_ x: UnsafePointer<Float>, rows: Int, heads: Int, dim: Int, into out: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {

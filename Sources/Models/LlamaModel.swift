@@ -61,6 +61,9 @@ public final class LlamaModel: AdaptableModel, Module {
     /// Separate output head [vocab, hidden] (`lm_head`), or nil when tied to the embedding.
     public let lmHead: AdaptedLinear?
     public var isTraining = false
+    /// Activation recomputation: the autograd forward keeps only each decoder layer's input and runs the layer
+    /// again during backward (one more forward pass of compute for a fraction of the activation memory).
+    public var recomputesActivations = false
     /// Most prompt tokens run through the cache path at once (longer prompts are split); bounds scratch memory.
     public var prefillChunkSize = 512
     /// lm_head, or for a tied model the embedding wrapped as a layer (never listed, never adapted).

@@ -124,8 +124,9 @@ public func attentionForward(out: UnsafeMutablePointer<Float>, logSumExp: Unsafe
     switch strategy.resolved(shape) {
     case .matrixProducts(let tileElements):
         let tiles = queryTiles(shape, tileElements: tileElements)
-        let scores = UnsafeMutablePointer<Float>.allocate(capacity: max(tiles.map { $0.rows.count * $0.keys }.max() ?? 1, 1))
-        defer { scores.deallocate() }
+        let scoreCount = max(tiles.map { $0.rows.count * $0.keys }.max() ?? 1, 1)
+        let scores = BufferPool.allocateScratch(count: scoreCount)
+        defer { BufferPool.releaseScratch(scores, count: scoreCount) }
         for b in 0..<shape.batch {
             let mask = keyPaddingMask.map { $0 + b * S }
             for g in 0..<shape.kvHeads {
@@ -186,9 +187,9 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
     case .matrixProducts(let tileElements):
         let tiles = queryTiles(shape, tileElements: tileElements)
         let capacity = max(tiles.map { $0.rows.count * $0.keys }.max() ?? 1, 1)
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
-        let dp = UnsafeMutablePointer<Float>.allocate(capacity: needScores ? capacity : 1)
-        defer { p.deallocate(); dp.deallocate() }
+        let p = BufferPool.allocateScratch(count: capacity)
+        let dp = BufferPool.allocateScratch(count: needScores ? capacity : 1)
+        defer { BufferPool.releaseScratch(p, count: capacity); BufferPool.releaseScratch(dp, count: needScores ? capacity : 1) }
         for b in 0..<shape.batch {
             let mask = keyPaddingMask.map { $0 + b * S }
             for g in 0..<shape.kvHeads {

@@ -10,13 +10,15 @@ public final class TensorStorage: @unchecked Sendable {
 
     public init(count: Int) {
         self.count = count
-        // 64-byte alignment keeps AVX-512 loads aligned and matches what BLAS prefers.
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
+        // Large buffers are recycled through `BufferPool` (64-byte aligned either way).
+        let raw = BufferPool.allocate(bytes: byteCount(count))
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    deinit { BufferPool.release(UnsafeMutableRawPointer(pointer), bytes: byteCount(count)) }
 }
+
+private func byteCount(_ count: Int) -> Int { max(count, 1) * MemoryLayout<Float>.stride }
 
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]

@@ -63,6 +63,7 @@ struct Train: ParsableCommand {
     @Option(help: "Chat layout for {\"messages\"} data when the model's template is missing or unusual: chatml or llama3.") var chatFormat: String?
     @Flag(inversion: .prefixedNo, help: "Let a fresh run replace an earlier run's checkpoints in --out.") var overwrite: Bool?
     @Flag(inversion: .prefixedNo, help: "Load a GGUF base as float32 instead of keeping its quantized blocks (faster, more memory).") var dequantize: Bool?
+    @Flag(inversion: .prefixedNo, help: "Recompute each layer's activations during backward instead of keeping them: a fraction of the activation memory for about one more forward pass (gradient checkpointing).") var recomputeActivations: Bool?
 
     /// The flags given on the command line (nil where absent, so a config file can fill them).
     var commandLineOptions: TrainingRunOptions {
@@ -74,7 +75,7 @@ struct Train: ParsableCommand {
         o.weightDecay = weightDecay; o.clip = clip; o.evalEvery = evalEvery; o.evalBatches = evalBatches
         o.saveEvery = saveEvery; o.keepCheckpoints = keepCheckpoints; o.seed = seed
         o.trainOnPrompt = trainOnPrompt; o.packing = packing; o.chatFormat = chatFormat; o.overwrite = overwrite
-        o.dequantize = dequantize
+        o.dequantize = dequantize; o.recomputeActivations = recomputeActivations
         o.method = method; o.initRank = initRank; o.targetRank = targetRank; o.tinit = tinit; o.tfinal = tfinal; o.deltaT = deltaT
         o.importanceBeta1 = importanceBeta1; o.importanceBeta2 = importanceBeta2; o.orthRegWeight = orthRegWeight; o.orthRegForm = orthRegForm
         return o

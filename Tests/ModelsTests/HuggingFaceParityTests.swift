@@ -157,3 +157,33 @@ final class HuggingFaceParityTests: XCTestCase {
         XCTAssertThrowsError(try LlamaConfig(huggingFaceConfig: url)) { XCTAssertTrue("\($0)".contains("llama3"), "\($0)") }
     }
 }
+
+extension HuggingFaceParityTests {
+    /// Activation recomputation changes memory, not numbers: the same loss and the same adapter gradients, bit for
+    /// bit, with dropout on (each layer's replay draws the same masks).
+    func testRecomputedActivationsGiveIdenticalLossAndGradients() throws {
+        var positions: [UInt64] = []
+        func lossAndGradients(recompute: Bool) throws -> (Float, [String: Tensor]) {
+            let model = try loadBase()
+            var config = LoRAConfig(r: 4, loraAlpha: 8, loraDropout: 0.2, targetModules: .names(["q_proj", "v_proj", "down_proj"]))
+            config.initialization = .random
+            var initRNG = RandomGenerator(seed: 1)
+            try model.addLoRA(config, rng: &initRNG)
+            model.recomputesActivations = recompute
+            var rng = RandomGenerator(seed: 9)
+            let loss = try model.loss(ids: try inputRows(try io("llama_lora")), training: true, rng: &rng)
+            loss.backward()
+            positions.append(rng.position)
+            return (loss.value.scalarValue, Dictionary(uniqueKeysWithValues: model.adapterParameters("default").map { ($0.0, $0.1.grad!) }))
+        }
+        let (plainLoss, plain) = try lossAndGradients(recompute: false)
+        let (recomputedLoss, recomputed) = try lossAndGradients(recompute: true)
+        XCTAssertEqual(recomputedLoss, plainLoss)
+        XCTAssertEqual(plain.count, 12)
+        XCTAssertEqual(positions[0], positions[1], "dropout consumed the same stream")
+        for (name, g) in plain {
+            XCTAssertGreaterThan(g.l2Norm(), 0, name)
+            XCTAssertEqual(recomputed[name], g, name)
+        }
+    }
+}

@@ -13,6 +13,7 @@ final class TinyLanguageModel: TrainableLanguageModel {
     /// Returns a NaN loss on this (1-based) call of `loss(batch:…)`, to test the non-finite stop.
     var nanOnCall: Int?
     private(set) var calls = 0
+    var recomputesActivations = false
 
     init(vocabulary: Int = 64, dimension: Int = 16, seed: UInt64 = 7) {
         var rng = RandomGenerator(seed: seed)
@@ -28,8 +29,11 @@ final class TinyLanguageModel: TrainableLanguageModel {
         calls += 1
         if calls == nanOnCall { return Variable(.scalar(.nan)) }
         let x = try Autograd.embedding(ids: batch.inputIDs, table: embedding)  // [rows·length, dim]
-        let h = silu(qProj.forward(x, rng: &rng, training: training))
-        let y = add(x, vProj.forward(h, rng: &rng, training: training))
+        let block = { [qProj, vProj] (inputs: [Variable], rng: inout RandomGenerator) throws -> Variable in
+            let h = silu(qProj.forward(inputs[0], rng: &rng, training: training))
+            return add(inputs[0], vProj.forward(h, rng: &rng, training: training))
+        }
+        let y = recomputesActivations ? try recomputed([x], rng: &rng, block) : try block([x], &rng)
         return try linearCrossEntropy(hidden: y, weight: embedding, targets: batch.targets, chunkRows: 16)
     }
 }

@@ -226,3 +226,16 @@ enum SafeTensorsFileReader {
         try SafeTensorsFile(contentsOf: url).tensors()
     }
 }
+
+extension TrainerTests {
+    /// `recomputeActivations` trades compute for memory only: the same losses step for step, dropout included.
+    func testRecomputedActivationsTrainIdentically() throws {
+        let plain = try makeTrainer(configuration("plain")).run()
+        var c = configuration("recomputed"); c.recomputeActivations = true
+        let model = TinyLanguageModel()
+        let recomputed = try makeTrainer(c, model: model).run()
+        XCTAssertTrue(model.recomputesActivations)
+        XCTAssertEqual(recomputed.steps.map(\.loss), plain.steps.map(\.loss))
+        XCTAssertEqual(recomputed.evaluations.map(\.loss), plain.evaluations.map(\.loss))
+    }
+}

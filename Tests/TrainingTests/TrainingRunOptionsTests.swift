@@ -40,6 +40,7 @@ final class TrainingRunOptionsTests: XCTestCase {
             seed: 3
             train_on_prompt: true
             packing: true
+            gradient_checkpointing: true   # Hugging Face's name for recompute_activations
             out: runs/dates
             """)
         let options = try TrainingRunOptions.load(configFile: url)
@@ -53,7 +54,7 @@ final class TrainingRunOptionsTests: XCTestCase {
         let t = plan.trainer
         XCTAssertEqual([t.iterations, t.batchSize, t.gradientAccumulation, t.warmupSteps, t.evalEvery, t.saveEvery], [300, 8, 2, 10, 50, 100])
         XCTAssertEqual(t.learningRate, 1e-4); XCTAssertEqual(t.decay, .linear); XCTAssertNil(t.clipNorm)
-        XCTAssertEqual(t.seed, 3); XCTAssertEqual(t.packLength, 256)
+        XCTAssertEqual(t.seed, 3); XCTAssertEqual(t.packLength, 256); XCTAssertTrue(t.recomputeActivations)
         XCTAssertEqual(t.outputDirectory.path, URL(fileURLWithPath: "runs/dates").path)
     }
 

@@ -164,8 +164,8 @@ public struct QuantizedMatrix: @unchecked Sendable {
         }
         try BLAS.ensureAvailable()
         let tileRows = 256
-        let tile = UnsafeMutablePointer<Float>.allocate(capacity: tileRows * columns)
-        defer { tile.deallocate() }
+        let tile = BufferPool.allocateScratch(count: tileRows * columns)
+        defer { BufferPool.releaseScratch(tile, count: tileRows * columns) }
         return x.withUnsafeBufferPointer { xs in
             Tensor(shape: outShape) { dst in
                 guard let xp = xs.baseAddress, let op = dst.baseAddress else { return }

@@ -11,4 +11,7 @@ public protocol TrainableLanguageModel: AdaptableModel {
     /// (`linearCrossEntropy`), never the full [tokens, vocabulary] matrix. `training` turns dropout on; `rng`
     /// drives it, and must advance the same way for the same batch so runs and resumed runs agree bit for bit.
     func loss(batch: TokenBatch, training: Bool, rng: inout RandomGenerator) throws -> Variable
+    /// Activation recomputation: keep only each layer's input in forward and run the layer again in backward
+    /// (the same gradients for about one more forward pass of compute and a fraction of the activation memory).
+    var recomputesActivations: Bool { get set }
 }

@@ -88,6 +88,7 @@ public final class Trainer {
         let c = configuration
         let checkpoint = try resume.map { try TrainerCheckpoint.load(try TrainerCheckpoint.resolve($0)) }
         if let checkpoint { try checkSettings(of: checkpoint) } else { try prepareOutputDirectory() }
+        model.recomputesActivations = c.recomputeActivations
         let adapterMethod = try prepareAdapter(from: checkpoint)
         let allocator = try prepareAllocator(from: checkpoint)
         rankAllocator = allocator

@@ -32,6 +32,8 @@ public struct TrainerConfiguration: Sendable {
     public var seed: UInt64 = 0
     /// Pack several examples into each row of `packLength` tokens instead of padding one per row.
     public var packLength: Int? = nil
+    /// Recompute each layer's activations during backward instead of keeping them (less memory, ~1/3 more compute).
+    public var recomputeActivations = false
     /// Name of the adapter being trained.
     public var adapterName = "default"
     /// Let a fresh run delete the checkpoints an earlier run left in the output directory.

@@ -43,6 +43,8 @@ public struct TrainingRunOptions: Equatable, Sendable {
     public var overwrite: Bool?
     /// Load a quantized GGUF base as float32.
     public var dequantize: Bool?
+    /// Recompute activations in backward (Hugging Face's gradient_checkpointing).
+    public var recomputeActivations: Bool?
     /// lora or adalora (default lora).
     public var method: String?
     /// AdaLoRA: rank every module starts with (init_r, default 12) and the target average rank (target_r, default 8).
@@ -71,6 +73,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         ("schedule", ["lr_scheduler_type"]), ("weight_decay", []), ("clip", ["max_grad_norm"]), ("eval_every", ["steps_per_eval", "eval_steps"]),
         ("eval_batches", ["val_batches"]), ("save_every", ["save_steps"]), ("keep_checkpoints", ["save_total_limit"]), ("seed", []),
         ("train_on_prompt", []), ("packing", []), ("chat_format", []), ("overwrite", []), ("dequantize", []),
+        ("recompute_activations", ["gradient_checkpointing", "grad_checkpoint"]),
         ("method", ["peft_type"]), ("init_rank", ["init_r"]), ("target_rank", ["target_r"]), ("tinit", []), ("tfinal", []),
         ("delta_t", ["deltat"]), ("importance_beta1", ["beta1"]), ("importance_beta2", ["beta2"]),
         ("orth_reg_weight", []), ("orth_reg_form", []),
@@ -144,6 +147,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         seed = try value("seed", int, "a whole number"); trainOnPrompt = try value("train_on_prompt", bool, "true or false")
         packing = try value("packing", bool, "true or false"); chatFormat = try value("chat_format", string, "chatml or llama3")
         overwrite = try value("overwrite", bool, "true or false"); dequantize = try value("dequantize", bool, "true or false")
+        recomputeActivations = try value("recompute_activations", bool, "true or false")
         method = try value("method", string, "lora or adalora"); initRank = try value("init_rank", int, "a whole number")
         targetRank = try value("target_rank", int, "a whole number"); tinit = try value("tinit", int, "a whole number")
         tfinal = try value("tfinal", int, "a whole number"); deltaT = try value("delta_t", int, "a whole number")
@@ -159,7 +163,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         fill(\.iters); fill(\.batchSize); fill(\.gradAccum); fill(\.maxLength); fill(\.learningRate); fill(\.minLearningRate)
         fill(\.warmup); fill(\.schedule); fill(\.weightDecay); fill(\.clip); fill(\.evalEvery); fill(\.evalBatches)
         fill(\.saveEvery); fill(\.keepCheckpoints); fill(\.seed); fill(\.trainOnPrompt); fill(\.packing); fill(\.chatFormat)
-        fill(\.overwrite); fill(\.dequantize); fill(\.method); fill(\.initRank); fill(\.targetRank); fill(\.tinit); fill(\.tfinal)
+        fill(\.overwrite); fill(\.dequantize); fill(\.recomputeActivations); fill(\.method); fill(\.initRank); fill(\.targetRank); fill(\.tinit); fill(\.tfinal)
         fill(\.deltaT); fill(\.importanceBeta1); fill(\.importanceBeta2); fill(\.orthRegWeight); fill(\.orthRegForm)
         return r
     }
@@ -201,6 +205,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         }
         trainer.packLength = packing == true ? maxLength : nil
         trainer.overwriteOutput = overwrite ?? false
+        trainer.recomputeActivations = recomputeActivations ?? false
         try trainer.validate()
         if let chatFormat, ChatFormat(rawValue: chatFormat.lowercased()) == nil {
             throw TrainingError.invalidOption(name: "--chat-format", reason: "\"\(chatFormat)\" is not one of chatml, llama3")
