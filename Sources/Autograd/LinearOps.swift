@@ -14,7 +14,7 @@ extension GradientNode {
             grad = g
         } else {
             var g = Tensor(zeros: shape)
-            g.withUnsafeMutableBufferPointer { write($0.baseAddress!, 0) }
+            g.withUnsafeMutableBufferPointer { write($0.baseAddress!, 1) }  // adds onto zeros: BLAS skips clearing it again
             grad = g
         }
     }
@@ -31,17 +31,15 @@ public func linear(_ x: Variable, weight: Variable, bias: Variable? = nil) -> Va
     let rows = xv.shape.dropLast().reduce(1, *)
     if let bias { precondition(bias.value.count == outF, "linear: bias \(bias.value.shape) does not match \(outF) outputs") }
 
-    // y: [rows, out]; the bias is written first and the GEMM adds onto it (beta = 1).
+    // y: [rows, out] starts as zeros or the bias, and the GEMM adds onto it (beta = 1: no second clearing pass).
     var y = Tensor(zeros: Array(xv.shape.dropLast()) + [outF])
     y.withUnsafeMutableBufferPointer { py in
-        let beta: Float
         if let b = bias?.value {
             b.withUnsafeBufferPointer { pb in for r in 0..<rows { (py.baseAddress! + r * outF).update(from: pb.baseAddress!, count: outF) } }
-            beta = 1
-        } else { beta = 0 }
+        }
         xv.withUnsafeBufferPointer { px in w.withUnsafeBufferPointer { pw in
             BLAS.gemm(.none, .transposed, m: rows, n: outF, k: inF, a: px.baseAddress!, lda: inF,
-                      b: pw.baseAddress!, ldb: inF, beta: beta, c: py.baseAddress!, ldc: outF)
+                      b: pw.baseAddress!, ldb: inF, beta: 1, c: py.baseAddress!, ldc: outF)
         } }
     }
     let inputs = bias.map { [x, weight, $0] } ?? [x, weight]

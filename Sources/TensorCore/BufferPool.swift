@@ -13,7 +13,7 @@ public enum BufferPool {
     /// Smaller blocks come from malloc's heap, which recycles them already.
     public static let minimumBytes = 1 << 20
 
-    /// Most bytes the cache holds while unused: `LORAKIT_BUFFER_CACHE_MB` (default 256; 0 turns reuse off).
+    /// Most bytes the cache holds while unused: `LORAKIT_BUFFER_CACHE_MB` (default 1024; 0 turns reuse off).
     public static var capacityBytes: Int {
         get { state.withLock { $0.capacity } }
         set { state.withLock { $0.capacity = max(0, newValue); $0.evict() } }
@@ -58,7 +58,7 @@ public enum BufferPool {
     private static let state = Locked(Cache(capacity: defaultCapacity()))
 
     private static func defaultCapacity() -> Int {
-        let megabytes = ProcessInfo.processInfo.environment["LORAKIT_BUFFER_CACHE_MB"].flatMap(Int.init) ?? 256
+        let megabytes = ProcessInfo.processInfo.environment["LORAKIT_BUFFER_CACHE_MB"].flatMap(Int.init) ?? 1024
         return max(0, megabytes) << 20
     }
 
