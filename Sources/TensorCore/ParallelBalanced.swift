@@ -31,8 +31,9 @@ extension Parallel {
 final class SpinningWorkerPool: @unchecked Sendable {
     static let shared = SpinningWorkerPool(workers: Parallel.threadCount - 1)
 
-    /// Even: a region is published (or none yet); odd: the caller is writing the next one.
-    private let generation = Atomic<Int>(0)
+    /// Even: a region is open to workers; odd: closed (the caller is between regions, writing or clearing one).
+    /// It starts closed, so workers wait for the first region.
+    private let generation = Atomic<Int>(1)
     private let nextChunk = Atomic<Int>(0)
     private let finishedChunks = Atomic<Int>(0)
     /// Workers inside a region (they may be reading `body`).
@@ -64,17 +65,22 @@ final class SpinningWorkerPool: @unchecked Sendable {
         guard callerLock.try() else { return false }
         defer { callerLock.unlock() }
         withoutActuallyEscaping(body) { escapable in
-            generation.add(1, ordering: .sequentiallyConsistent)                 // odd: writing
-            while busyWorkers.load(ordering: .sequentiallyConsistent) != 0 {}   // a late worker backs out
+            // Closed (odd) since the last region: a worker that registers now sees a changed generation and backs out.
+            while busyWorkers.load(ordering: .sequentiallyConsistent) != 0 {}
             self.body = escapable; self.count = count; self.chunks = chunks
             nextChunk.store(0, ordering: .relaxed)
             finishedChunks.store(0, ordering: .relaxed)
-            generation.add(1, ordering: .sequentiallyConsistent)                 // even: published
+            generation.add(1, ordering: .sequentiallyConsistent)                 // even: open
             if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
                 pthread_mutex_lock(&mutex); pthread_cond_broadcast(&condition); pthread_mutex_unlock(&mutex)
             }
             runChunks()
             while finishedChunks.load(ordering: .acquiring) < chunks {}
+            // Close the region before the last look at busyWorkers: a worker registers (busy + 1) and then checks
+            // the generation, both sequentially consistent, so it either is counted here or sees the region closed
+            // and never reads `body`. (Clearing `body` after only waiting for busy == 0 let a late worker copy the
+            // closure after the check: "closure argument was escaped in withoutActuallyEscaping block".)
+            generation.add(1, ordering: .sequentiallyConsistent)                 // odd: closed
             while busyWorkers.load(ordering: .sequentiallyConsistent) != 0 {}  // nobody still holds `body`
             self.body = nil
         }
