@@ -4,7 +4,8 @@
 // activations to one layer's plus each layer's input, for one extra forward pass of compute.
 import TensorCore
 
-/// Whether ops record their backward. Off inside a recomputed segment's first forward pass.
+/// Whether ops record their backward. Off inside a recomputed segment's first forward pass. Process-wide, like the
+/// rest of the graph machinery: a graph is built by one thread at a time (kernels parallelise below it).
 public enum GradientRecording {
     nonisolated(unsafe) public private(set) static var isEnabled = true
 
