@@ -4,11 +4,12 @@
 // blocks are mapped and unmapped whole (the 1 MiB mmap threshold in `BLAS.ensureAvailable` keeps the heap from
 // fragmenting), so without reuse every fresh activation costs one page fault per 4 KiB plus a TLB shoot-down on
 // unmap: measured on SmolLM2 (batch 4 × 256), 3.1 M faults and a quarter of each step's CPU time in the kernel.
-// Keeping freed buffers by exact size and handing them out again removes nearly all of it; a byte cap bounds
-// what the cache may hold while unused, so peak memory stays close to what is live.
+// Keeping freed buffers and handing them out again removes nearly all of it. Sizes are rounded up to classes
+// eight to a power of two (≤ 12.5 % slack), so batches padded to slightly different lengths still share buffers;
+// a byte cap bounds what the cache may hold while unused, so peak memory stays close to what is live.
 import Foundation
 
-/// A process-wide cache of freed buffers of at least `minimumBytes`, keyed by exact byte count.
+/// A process-wide cache of freed buffers of at least `minimumBytes`, keyed by size class.
 public enum BufferPool {
     /// Smaller blocks come from malloc's heap, which recycles them already.
     public static let minimumBytes = 1 << 20
@@ -22,17 +23,25 @@ public enum BufferPool {
     /// Bytes held by the cache right now (not in use by any tensor).
     public static var cachedBytes: Int { state.withLock { $0.cachedBytes } }
 
-    /// A 64-byte-aligned buffer of `bytes`: a cached one of exactly that size if there is one.
+    /// A 64-byte-aligned buffer of at least `bytes`: a cached one of the same size class if there is one.
     static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
-        if bytes >= minimumBytes, let reused = state.withLock({ $0.take(bytes) }) { return reused }
+        guard bytes >= minimumBytes else { return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) }
+        let size = sizeClass(bytes)
+        if let reused = state.withLock({ $0.take(size) }) { return reused }
         // 64-byte alignment keeps vector loads aligned and matches what BLAS prefers.
-        return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 64)
     }
 
-    /// Gives a buffer from `allocate(bytes:)` back: cached when large and within the cap, freed otherwise.
+    /// Gives a buffer from `allocate(bytes:)` back (same `bytes`): cached when large and within the cap, else freed.
     static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
-        if bytes >= minimumBytes, state.withLock({ $0.keep(pointer, bytes) }) { return }
+        if bytes >= minimumBytes, state.withLock({ $0.keep(pointer, sizeClass(bytes)) }) { return }
         pointer.deallocate()
+    }
+
+    /// `bytes` rounded up to the next of eight evenly spaced sizes per power of two (at most 12.5 % more).
+    public static func sizeClass(_ bytes: Int) -> Int {
+        let step = max(1, (1 << (Int.bitWidth - 1 - bytes.leadingZeroBitCount)) / 8)
+        return (bytes + step - 1) / step * step
     }
 
     /// Runs `body` with an uninitialised scratch buffer of `count` floats taken from (and returned to) the pool.

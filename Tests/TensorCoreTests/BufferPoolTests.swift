@@ -28,6 +28,21 @@ final class BufferPoolTests: XCTestCase {
         XCTAssertNotEqual(address(other), old)
     }
 
+    func testNearbySizesShareASizeClass() {
+        // 4,000,000 and 4,040,000 bytes both round up to 4 MiB (classes of 256 KiB between 2 and 4 MiB).
+        XCTAssertEqual(BufferPool.sizeClass(4_000_000), 4 << 20)
+        XCTAssertEqual(BufferPool.sizeClass(4_040_000), 4 << 20)
+        XCTAssertEqual(BufferPool.sizeClass(1 << 20), 1 << 20)
+        XCTAssertEqual(BufferPool.sizeClass((1 << 20) + 1), (1 << 20) + (1 << 17))
+        var shorter: Tensor? = Tensor(repeating: 3, shape: [1_000_000])
+        let old = address(shorter!)
+        shorter = nil
+        let longer = Tensor(zeros: [1_010_000])  // a batch padded a little longer reuses the buffer
+        XCTAssertEqual(address(longer), old)
+        XCTAssertEqual(longer.count, 1_010_000)
+        XCTAssertTrue(longer.withUnsafeBufferPointer { $0.allSatisfy { $0 == 0 } })
+    }
+
     func testSmallBuffersAreLeftToMalloc() {
         var small: Tensor? = Tensor(zeros: [1000])
         XCTAssertNotNil(small)
