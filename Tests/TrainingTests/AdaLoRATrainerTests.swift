@@ -202,3 +202,18 @@ final class AdaLoRATrainerTests: XCTestCase {
         XCTAssertEqual(reason(pattern)?.0, "rank_pattern")
     }
 }
+
+extension AdaLoRATrainerTests {
+    /// AdaLoRA's allocator reads the gradients the recomputed layers produce during their replay: the same losses,
+    /// gradient norms, budgets and final ranks as without recomputation.
+    func testRecomputedActivationsTrainAdaLoRAIdentically() throws {
+        let plain = try makeTrainer(configuration("plain")).run()
+        var c = configuration("recomputed"); c.recomputeActivations = true
+        let recomputed = try makeTrainer(c).run()
+        XCTAssertEqual(recomputed.steps.map(\.loss.bitPattern), plain.steps.map(\.loss.bitPattern))
+        XCTAssertEqual(recomputed.steps.map(\.gradientNorm.bitPattern), plain.steps.map(\.gradientNorm.bitPattern))
+        XCTAssertEqual(recomputed.steps.map(\.budget), plain.steps.map(\.budget))
+        XCTAssertEqual(recomputed.adaLoRARanks, plain.adaLoRARanks)
+        XCTAssertNotNil(plain.adaLoRARanks)
+    }
+}
