@@ -27,16 +27,15 @@ public enum GradientRecording {
 public func recomputed(_ inputs: [Variable], rng: inout RandomGenerator,
                        _ body: @escaping ([Variable], inout RandomGenerator) throws -> Variable) throws -> Variable {
     let start = rng
-    let values = inputs.map(\.value)
-    let wantsGradient = inputs.map(\.requiresGrad)
-    let output = try GradientRecording.disabled {
-        try body(zip(values, wantsGradient).map { Variable($0, requiresGrad: $1) }, &rng)
-    }
+    let values = inputs.map(\.value), wantsGradient = inputs.map(\.requiresGrad)
+    /// Leaves over the saved input values, each asking for a gradient where its input did.
+    func leaves() -> [Variable] { zip(values, wantsGradient).map { Variable($0, requiresGrad: $1) } }
+    let output = try GradientRecording.disabled { try body(leaves(), &rng) }
     // Without recording, `requiresGrad` still tells whether any input or parameter would send a gradient here.
     guard GradientRecording.isEnabled, output.requiresGrad else { return Variable(output.value) }
-    let segment = Variable(output.value, recordingOver: inputs) { [nodes = inputs.map(\.node)] dy in
+    return Variable(output.value, recordingOver: inputs) { [nodes = inputs.map(\.node)] dy in
         var replayRNG = start
-        let fresh = zip(values, wantsGradient).map { Variable($0, requiresGrad: $1) }
+        let fresh = leaves()
         let replay: Variable
         do { replay = try body(fresh, &replayRNG) } catch {
             preconditionFailure("recomputed segment failed on replay after succeeding in forward: \(error)")
@@ -46,5 +45,4 @@ public func recomputed(_ inputs: [Variable], rng: inout RandomGenerator,
             if let g = input.grad { node.accumulate(g) }
         }
     }
-    return segment
 }

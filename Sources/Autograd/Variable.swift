@@ -92,13 +92,12 @@ public final class Variable {
     /// Inputs that do not require a gradient are dropped, and with none left nothing is recorded.
     public init(_ value: Tensor, inputs: [Variable], name: String? = nil, backward: @escaping (Tensor) -> Void) {
         self.value = value
+        // With recording off the result holds its value only, but `requiresGrad` still says whether a gradient
+        // would flow (see `recomputed`).
         let needing = inputs.filter { $0.requiresGrad }.map(\.node)
-        if GradientRecording.isEnabled {
-            node = GradientNode(shape: value.shape, requiresGrad: !needing.isEmpty, name: name, parents: needing,
-                                backward: needing.isEmpty ? nil : backward)
-        } else {  // values only; `requiresGrad` still says whether a gradient would flow (see `recomputed`)
-            node = GradientNode(shape: value.shape, requiresGrad: !needing.isEmpty, name: name, parents: [], backward: nil)
-        }
+        let records = GradientRecording.isEnabled && !needing.isEmpty
+        node = GradientNode(shape: value.shape, requiresGrad: !needing.isEmpty, name: name, parents: records ? needing : [],
+                            backward: records ? backward : nil)
     }
 
     /// A recorded op result whose backward also reaches parameters it captured itself, not only `inputs`.

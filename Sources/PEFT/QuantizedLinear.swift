@@ -1,7 +1,7 @@
 // y = x·Wᵀ + b over a frozen ggml-quantized W, as an autograd op (QLoRA-style training) and as a plain
 // buffer product (inference). W is never expanded as a whole and never kept in Float32 between calls:
 //   few rows (decode): the block kernels of `QuantizedMatrix` read W directly;
-//   many rows (prefill, training): W is dequantised tile by tile into one reusable buffer and multiplied
+//   many rows (prefill, training): W is dequantised tile by tile into a pooled buffer and multiplied
 //   with BLAS, so each weight element is converted once per call rather than once per row.
 // Backward computes dX = dY·W only (the base is frozen), dequantising W the same way.
 import Foundation
@@ -87,7 +87,8 @@ enum QuantizedProducts {
     /// Calls `body(firstRow, rowCount, tile)` with consecutive row tiles of W dequantised to Float32.
     private static func forEachTile(_ w: QuantizedMatrix, _ body: (Int, Int, UnsafePointer<Float>) -> Void) {
         let tileRows = max(1, min(w.rows, maxTileElements / w.columns))
-        DequantizationBuffer.shared.withBuffer(count: tileRows * w.columns) { tile in
+        // From the buffer pool: the tile is reused call after call instead of faulted in afresh each time.
+        BufferPool.withScratch(count: tileRows * w.columns) { tile in
             var r0 = 0
             while r0 < w.rows {
                 let n = min(tileRows, w.rows - r0)
@@ -96,30 +97,5 @@ enum QuantizedProducts {
                 r0 += n
             }
         }
-    }
-}
-
-/// One reusable Float32 buffer for dequantised weight tiles: allocated once at the largest size asked for, so
-/// a forward pass over 30 layers does not map and fault in fresh pages 200 times. A caller on another thread
-/// while it is in use gets a temporary buffer instead of waiting.
-final class DequantizationBuffer: @unchecked Sendable {
-    static let shared = DequantizationBuffer()
-    private let lock = NSLock()
-    private var pointer: UnsafeMutablePointer<Float>?
-    private var capacity = 0
-
-    func withBuffer<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        guard lock.try() else {
-            let temporary = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-            defer { temporary.deallocate() }
-            return body(temporary)
-        }
-        defer { lock.unlock() }
-        if capacity < count || pointer == nil {
-            pointer?.deallocate()
-            pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
-            capacity = max(count, 1)
-        }
-        return body(pointer!)
     }
 }

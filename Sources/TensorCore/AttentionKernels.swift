@@ -187,9 +187,9 @@ public func attentionBackward(dq: UnsafeMutablePointer<Float>?, dk: UnsafeMutabl
     case .matrixProducts(let tileElements):
         let tiles = queryTiles(shape, tileElements: tileElements)
         let capacity = max(tiles.map { $0.rows.count * $0.keys }.max() ?? 1, 1)
-        let p = BufferPool.allocateScratch(count: capacity)
-        let dp = BufferPool.allocateScratch(count: needScores ? capacity : 1)
-        defer { BufferPool.releaseScratch(p, count: capacity); BufferPool.releaseScratch(dp, count: needScores ? capacity : 1) }
+        let dpCount = needScores ? capacity : 1
+        let p = BufferPool.allocateScratch(count: capacity), dp = BufferPool.allocateScratch(count: dpCount)
+        defer { BufferPool.releaseScratch(p, count: capacity); BufferPool.releaseScratch(dp, count: dpCount) }
         for b in 0..<shape.batch {
             let mask = keyPaddingMask.map { $0 + b * S }
             for g in 0..<shape.kvHeads {

@@ -143,7 +143,6 @@ public enum BLAS {
         }
         let ta: Int32 = transA == .none ? 111 : 112, tb: Int32 = transB == .none ? 111 : 112
         #if canImport(Accelerate)
-        let beta = beta
         cblas_sgemm(CblasRowMajor, transA == .none ? CblasNoTrans : CblasTrans, transB == .none ? CblasNoTrans : CblasTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         _ = (ta, tb)
@@ -178,7 +177,7 @@ public enum BLAS {
         // mallopt is in <malloc.h>, which Glibc's Swift module does not export; M_MMAP_THRESHOLD is −3.
         typealias Mallopt = @convention(c) (Int32, Int32) -> Int32
         guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "mallopt") else { return false }
-        return unsafeBitCast(symbol, to: Mallopt.self)(-3, 1 << 20) == 1
+        return unsafeBitCast(symbol, to: Mallopt.self)(-3, Int32(BufferPool.minimumBytes)) == 1
         #else
         return false
         #endif

@@ -11,7 +11,8 @@ import Foundation
 
 /// A process-wide cache of freed buffers of at least `minimumBytes`, keyed by size class.
 public enum BufferPool {
-    /// Smaller blocks come from malloc's heap, which recycles them already.
+    /// Smaller blocks come from malloc's heap, which recycles them already; larger ones are mapped whole by malloc
+    /// (its mmap threshold is set to this size in `BLAS.ensureAvailable`).
     public static let minimumBytes = 1 << 20
 
     /// Most bytes the cache holds while unused: `LORAKIT_BUFFER_CACHE_MB` (default 1024; 0 turns reuse off).
@@ -24,7 +25,7 @@ public enum BufferPool {
     public static var cachedBytes: Int { state.withLock { $0.cachedBytes } }
 
     /// A 64-byte-aligned buffer of at least `bytes`: a cached one of the same size class if there is one.
-    static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+    private static func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         guard bytes >= minimumBytes else { return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) }
         let size = sizeClass(bytes)
         if let reused = state.withLock({ $0.take(size) }) { return reused }
@@ -33,7 +34,7 @@ public enum BufferPool {
     }
 
     /// Gives a buffer from `allocate(bytes:)` back (same `bytes`): cached when large and within the cap, else freed.
-    static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
+    private static func release(_ pointer: UnsafeMutableRawPointer, bytes: Int) {
         if bytes >= minimumBytes, state.withLock({ $0.keep(pointer, sizeClass(bytes)) }) { return }
         pointer.deallocate()
     }
@@ -46,20 +47,22 @@ public enum BufferPool {
 
     /// Runs `body` with an uninitialised scratch buffer of `count` floats taken from (and returned to) the pool.
     public static func withScratch<R>(count: Int, _ body: (UnsafeMutablePointer<Float>) throws -> R) rethrows -> R {
-        let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        let raw = allocate(bytes: bytes)
-        defer { release(raw, bytes: bytes) }
-        return try body(raw.bindMemory(to: Float.self, capacity: max(count, 1)))
+        let scratch = allocateScratch(count: count)
+        defer { releaseScratch(scratch, count: count) }
+        return try body(scratch)
     }
 
-    /// A scratch buffer of `count` floats from the pool; give it back with `releaseScratch(_:count:)`.
+    /// An uninitialised buffer of `count` floats (at least one) from the pool; give it back with
+    /// `releaseScratch(_:count:)` and the same count. Tensor storage comes from here too.
     public static func allocateScratch(count: Int) -> UnsafeMutablePointer<Float> {
-        allocate(bytes: max(count, 1) * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 1))
+        allocate(bytes: floatBytes(count)).bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
     public static func releaseScratch(_ pointer: UnsafeMutablePointer<Float>, count: Int) {
-        release(UnsafeMutableRawPointer(pointer), bytes: max(count, 1) * MemoryLayout<Float>.stride)
+        release(UnsafeMutableRawPointer(pointer), bytes: floatBytes(count))
     }
+
+    private static func floatBytes(_ count: Int) -> Int { max(count, 1) * MemoryLayout<Float>.stride }
 
     /// Frees every cached buffer (e.g. after training, before a long idle phase).
     public static func trim() { state.withLock { $0.trim() } }

@@ -25,7 +25,7 @@ extension Tensor {
                 BLAS.gemm(transposeA ? .transposed : .none, transposeB ? .transposed : .none,
                           m: aRows, n: bCols, k: aCols, alpha: alpha,
                           a: pa.baseAddress!, lda: a.rank == 2 ? a.shape[1] : aCols,
-                          b: pb.baseAddress!, ldb: b.shape[1], c: pc.baseAddress!, ldc: bCols)
+                          b: pb.baseAddress!, ldb: b.shape[1], beta: 1, c: pc.baseAddress!, ldc: bCols)  // onto zeros
             } } }
             return out
         }
@@ -42,7 +42,7 @@ extension Tensor {
                 BLAS.gemm(transposeA ? .transposed : .none, transposeB ? .transposed : .none, m: m, n: n, k: k, alpha: alpha,
                           a: pa.baseAddress! + i * a.shape[1] * a.shape[2], lda: a.shape[2],
                           b: pb.baseAddress! + i * b.shape[1] * b.shape[2], ldb: b.shape[2],
-                          c: pc.baseAddress! + i * m * n, ldc: n)
+                          beta: 1, c: pc.baseAddress! + i * m * n, ldc: n)  // onto zeros
             }
         } } }
         return out

@@ -11,14 +11,11 @@ public final class TensorStorage: @unchecked Sendable {
     public init(count: Int) {
         self.count = count
         // Large buffers are recycled through `BufferPool` (64-byte aligned either way).
-        let raw = BufferPool.allocate(bytes: byteCount(count))
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = BufferPool.allocateScratch(count: count)
     }
 
-    deinit { BufferPool.release(UnsafeMutableRawPointer(pointer), bytes: byteCount(count)) }
+    deinit { BufferPool.releaseScratch(pointer, count: count) }
 }
-
-private func byteCount(_ count: Int) -> Int { max(count, 1) * MemoryLayout<Float>.stride }
 
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]

@@ -173,9 +173,9 @@ public struct QuantizedMatrix: @unchecked Sendable {
                 while r0 < rows {
                     let n = min(tileRows, rows - r0)
                     dequantizeRows(r0..<(r0 + n), into: tile)
-                    // out[:, r0..<r0+n] = x [batch, columns] · tileᵀ [columns, n]
+                    // out[:, r0..<r0+n] = x [batch, columns] · tileᵀ [columns, n], onto the tensor's zeros
                     BLAS.gemm(.none, .transposed, m: batch, n: n, k: columns, a: xp, lda: columns,
-                              b: tile, ldb: columns, c: op + r0, ldc: rows)
+                              b: tile, ldb: columns, beta: 1, c: op + r0, ldc: rows)
                     r0 += n
                 }
             }
