@@ -29,7 +29,7 @@ let package = Package(
     products: [
         .executable(name: "lorakit", targets: ["lorakit"]),
         .library(name: "LoRAKit", targets: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats",
-                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots"]),
+                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,14 +54,16 @@ let package = Package(
         .target(name: "Models", dependencies: ["TensorCore", "Autograd", "NN", "Formats", "PEFT", "Tokenizers"], swiftSettings: fast),
         // Layer 0 (no numerics): SVG charts (line plots, heatmaps) written by hand.
         .target(name: "Plots"),
+        // Layer 0 (no numerics): rank/size, all-reduce, broadcast for data parallelism; Open MPI loaded with dlopen.
+        .target(name: "Collectives", linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         // Layer 6: data, trainer, experiments (which use Analysis' subspace comparisons).
-        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Plots", "Analysis",
+        .target(name: "Training", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Plots", "Analysis", "Collectives",
                                               .product(name: "Yams", package: "Yams")], swiftSettings: fast),
         // Layer 5: low-rank analysis of weights and adapters (spectrum, subspace similarity, amplification).
         .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
         // Layer 7: the CLI, one file per subcommand.
         .executableTarget(name: "lorakit", dependencies: [
-            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots",
+            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -76,7 +78,8 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Formats", "Tokenizers"]),
         .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "TensorCore", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers"]),
         .testTarget(name: "AnalysisTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots", "Analysis"]),
-        .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis"]),
+        .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Collectives"]),
+        .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
     ],
     swiftLanguageModes: [.v5]
 )

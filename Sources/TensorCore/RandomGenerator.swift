@@ -5,8 +5,42 @@ public struct RandomGenerator: Sendable {
     public let seed: UInt64
     /// Number of 64-bit values consumed so far; saved in checkpoints to resume a stream exactly.
     public var position: UInt64
+    /// Data parallelism: this process holds only some rows of a batch (nil: all of it). See `RowShard`.
+    public var rowShard: RowShard?
 
-    public init(seed: UInt64, position: UInt64 = 0) { self.seed = seed; self.position = position }
+    public init(seed: UInt64, position: UInt64 = 0) { self.seed = seed; self.position = position; rowShard = nil }
+
+    /// Rows `offset ..< offset + count` of a batch of `total` rows, for a stream shared by data-parallel ranks.
+    /// Every shaped draw (`uniform`, `normal`, `bernoulli`) is then read as this shard's part of the batch-wide draw:
+    /// a tensor of `count` rows gets the counters rows `offset…` would get in the whole batch's draw (rows are the
+    /// leading dimension, so a row's counters are contiguous), and the stream advances past the whole batch-wide
+    /// draw. Ranks thus draw exactly the dropout masks one process drawing the whole batch would, and end at the
+    /// same position. Single values (`nextUInt64`, `permutation`) are not sharded.
+    public struct RowShard: Sendable, Equatable {
+        public let offset: Int
+        public let count: Int
+        public let total: Int
+
+        /// Throws unless 0 < count and offset + count ≤ total.
+        public init(offset: Int, count: Int, total: Int) throws {
+            guard count > 0, offset >= 0, offset + count <= total else {
+                throw TensorError.invalidArgument(operation: "row shard", reason: "rows \(offset)..<\(offset + count) of \(total) are empty or out of range")
+            }
+            self.offset = offset; self.count = count; self.total = total
+        }
+    }
+
+    /// The first counter of this process's part of a draw of `count` elements using `perElement` counters each,
+    /// advancing `position` past the whole (batch-wide, under a `rowShard`) draw.
+    @inline(__always)
+    mutating func claim(_ count: Int, perElement: UInt64) -> UInt64 {
+        let start = position
+        guard let shard = rowShard else { position &+= perElement &* UInt64(count); return start }
+        precondition(count % shard.count == 0, "a draw of \(count) values does not split into the shard's \(shard.count) rows")
+        let perRow = UInt64(count / shard.count) &* perElement
+        position &+= perRow &* UInt64(shard.total)
+        return start &+ perRow &* UInt64(shard.offset)
+    }
 
     /// SplitMix64 finaliser over (seed, counter): a strong 64-bit mix, enough for ML initialisation and dropout.
     @inline(__always)
@@ -31,20 +65,19 @@ public struct RandomGenerator: Sendable {
     }
 
     public mutating func uniform(_ shape: [Int], low: Float = 0, high: Float = 1) -> Tensor {
-        let start = position, seed = self.seed
+        let start = claim(shape.reduce(1, *), perElement: 1), seed = self.seed
         let t = Tensor(shape: shape) { out in
             let scale = high - low
             Parallel.forRanges(out.count, minChunk: 1 << 15) { r in
                 for i in r { out[i] = low + scale * Self.unit(seed, start &+ UInt64(i)) }
             }
         }
-        position &+= UInt64(t.count)
         return t
     }
 
     /// Normal(mean, std) by Box–Muller; element i uses counters 2i and 2i+1.
     public mutating func normal(_ shape: [Int], mean: Float = 0, std: Float = 1) -> Tensor {
-        let start = position, seed = self.seed
+        let start = claim(shape.reduce(1, *), perElement: 2), seed = self.seed
         let t = Tensor(shape: shape) { out in
             Parallel.forRanges(out.count, minChunk: 1 << 14) { r in
                 for i in r {
@@ -56,19 +89,17 @@ public struct RandomGenerator: Sendable {
                 }
             }
         }
-        position &+= 2 &* UInt64(t.count)
         return t
     }
 
     /// Dropout-style keep mask: 1 with probability `keep`, else 0.
     public mutating func bernoulli(_ shape: [Int], probability keep: Float) -> Tensor {
-        let start = position, seed = self.seed
+        let start = claim(shape.reduce(1, *), perElement: 1), seed = self.seed
         let t = Tensor(shape: shape) { out in
             Parallel.forRanges(out.count, minChunk: 1 << 15) { r in
                 for i in r { out[i] = Self.unit(seed, start &+ UInt64(i)) < keep ? 1 : 0 }
             }
         }
-        position &+= UInt64(t.count)
         return t
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Collectives
 import Foundation
 import Models
 import TensorCore
@@ -64,6 +65,7 @@ struct Train: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Let a fresh run replace an earlier run's checkpoints in --out.") var overwrite: Bool?
     @Flag(inversion: .prefixedNo, help: "Load a GGUF base as float32 instead of keeping its quantized blocks (faster, more memory).") var dequantize: Bool?
     @Flag(inversion: .prefixedNo, help: "Recompute each layer's activations during backward instead of keeping them: a fraction of the activation memory for about one more forward pass (gradient checkpointing).") var recomputeActivations: Bool?
+    @Option(help: "Data parallelism: mpi to train as one rank of `mpirun -np N lorakit train …` (Open MPI; --batch-size is the global micro-batch, split across the ranks), none for one process (default).") var distributed: String?
 
     /// The flags given on the command line (nil where absent, so a config file can fill them).
     var commandLineOptions: TrainingRunOptions {
@@ -78,6 +80,7 @@ struct Train: ParsableCommand {
         o.dequantize = dequantize; o.recomputeActivations = recomputeActivations
         o.method = method; o.initRank = initRank; o.targetRank = targetRank; o.tinit = tinit; o.tfinal = tfinal; o.deltaT = deltaT
         o.importanceBeta1 = importanceBeta1; o.importanceBeta2 = importanceBeta2; o.orthRegWeight = orthRegWeight; o.orthRegForm = orthRegForm
+        o.distributed = distributed
         return o
     }
 
@@ -85,10 +88,13 @@ struct Train: ParsableCommand {
         var options = commandLineOptions
         if let config { options = options.overriding(try TrainingRunOptions.load(configFile: URL(fileURLWithPath: config))) }
         let plan = try options.resolved()
-        try BLAS.ensureAvailable()
-        let loaded = try loadTrainableModel(path: plan.modelPath, dequantize: plan.dequantize)
-        try TrainingRun.execute(plan, model: loaded.model, tokenizer: loaded.tokenizer, chatTemplate: loaded.chatTemplate,
-                                progress: ProgressLine())
+        let collective = try DistributedLaunch.open(plan.distributed)  // before BLAS: sets the threads per rank
+        try DataParallelRun.run(collective) {
+            try BLAS.ensureAvailable()
+            let loaded = try loadTrainableModel(path: plan.modelPath, dequantize: plan.dequantize)
+            try TrainingRun.execute(plan, model: loaded.model, tokenizer: loaded.tokenizer, chatTemplate: loaded.chatTemplate,
+                                    progress: ProgressLine(), collective: collective)
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 // the clipped gradients still present, as PEFT's update_and_allocate needs) the rank allocator's update; only then
 // are the gradients cleared. Its budget schedule spans the run (total_step = iterations).
 import Autograd
+import Collectives
 import Foundation
 import Formats
 import NN
@@ -60,6 +61,9 @@ public final class Trainer {
     public var progress: ProgressLine?
     /// Called after every step (tests, custom logging).
     public var onStep: ((StepMetrics) -> Void)?
+    /// The ranks training this adapter together (data parallelism, see Trainer+DataParallel.swift); one process by
+    /// default. Only rank 0 writes files and prints.
+    public var collective: any Collective = SingleProcessCollective()
 
     /// Checks the configuration and the method's config; nothing is read or written until `run`.
     public init(model: any TrainableLanguageModel, method: AdapterMethod, trainData: TokenizedDataset,
@@ -86,8 +90,10 @@ public final class Trainer {
     @discardableResult
     public func run(resumeFrom resume: URL? = nil, stoppingAfter stopStep: Int? = nil) throws -> TrainingSummary {
         let c = configuration
+        let progress = collective.isRoot ? self.progress : nil, writes = collective.isRoot  // data parallel: rank 0 writes
+        try checkDataParallelBatch()
         let checkpoint = try resume.map { try TrainerCheckpoint.load(try TrainerCheckpoint.resolve($0)) }
-        if let checkpoint { try checkSettings(of: checkpoint) } else { try prepareOutputDirectory() }
+        if let checkpoint { try checkSettings(of: checkpoint) } else if writes { try prepareOutputDirectory() }
         model.recomputesActivations = c.recomputeActivations
         let adapterMethod = try prepareAdapter(from: checkpoint)
         let allocator = try prepareAllocator(from: checkpoint)
@@ -109,8 +115,8 @@ public final class Trainer {
         guard startStep <= c.iterations else {
             throw TrainingError.invalidOption(name: "iterations", reason: "\(c.iterations) is below the checkpoint's step \(startStep)")
         }
-        let metrics = try MetricsLog(url: c.outputDirectory.appendingPathComponent("metrics.jsonl"),
-                                     keepingStepsThrough: checkpoint.map { _ in startStep })
+        let metricsURL = c.outputDirectory.appendingPathComponent("metrics.jsonl")
+        let metrics = writes ? try MetricsLog(url: metricsURL, keepingStepsThrough: checkpoint.map { _ in startStep }) : nil
         let trainable = parameters.reduce(0) { $0 + $1.1.value.count }
         progress?.print("Training adapter '\(c.adapterName)': \(trainable) parameters in \(parameters.count) tensors; "
             + "\(trainData.examples.count) examples (\(trainData.truncatedCount) truncated, \(trainData.droppedCount) dropped)"
@@ -124,7 +130,7 @@ public final class Trainer {
             guard let valid = validData else { return }
             let result = try evaluate(valid, maxBatches: c.evalBatches, step: step)
             evaluations.append(result)
-            metrics.append(["split": .string("valid"), "step": .int(step), "loss": .double(Double(result.loss)),
+            metrics?.append(["split": .string("valid"), "step": .int(step), "loss": .double(Double(result.loss)),
                             "perplexity": .double(result.perplexity), "targets": .int(result.targets), "tokens": .int(result.tokens)])
             progress?.print(String(format: "step %d: valid loss %.4f, perplexity %.3f", step, result.loss, result.perplexity))
         }
@@ -143,7 +149,8 @@ public final class Trainer {
             optimizer.learningRate = lr
             optimizer.zeroGrad()
             let batches = (0..<c.gradientAccumulation).map { _ in sampler.next() }
-            let (stepLoss, targets) = try accumulateGradients(batches, rng: &rng) { value in
+            let traffic = collective.statistics
+            let (stepLoss, targets) = try accumulateStepGradients(batches, parameters: parameters.map(\.1), rng: &rng) { value in
                 TrainingError.nonFinite(quantity: "loss", step: step + 1, value: value, learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
             }
             // AdaLoRA: γ·R(A, B) once per optimizer step (PEFT adds it to every micro-batch loss, which its gradient
@@ -186,12 +193,15 @@ public final class Trainer {
                 "elapsed_seconds": .double((elapsed * 1000).rounded() / 1000),
                 "peak_memory_mb": .int(m.peakMemoryBytes / 1_048_576)]
             if let allocation { record.merge(AdaLoRARankLog.record(allocation, regularization: regularization)) { $1 } }
-            metrics.append(record)
+            record.merge(dataParallelRecord(since: traffic)) { $1 }
+            metrics?.append(record)
             progress?.update(m)
             onStep?(m)
 
             if (c.evalEvery > 0 && done % c.evalEvery == 0) || done == c.iterations { try evaluateNow(done) }
             if (c.saveEvery > 0 && done % c.saveEvery == 0) || done == endStep {
+                try checkReplicasAgree(parameters, allocatorState: allocator?.exportState() ?? [:], step: done)
+                if !writes { lastCheckpoint = checkpointsDirectory.appendingPathComponent(TrainerCheckpoint.directoryName(step: done)); continue }
                 lastCheckpoint = try TrainerCheckpoint.write(
                     into: checkpointsDirectory, step: done, model: model, adapterName: c.adapterName, method: adapterMethod,
                     allocatorState: allocator?.exportState() ?? [:], optimizer: optimizer, dataPosition: sampler.position, rng: rng,
@@ -201,18 +211,18 @@ public final class Trainer {
             }
         }
         progress?.finish()
-        if endStep == c.iterations {
+        if endStep == c.iterations && writes {
             switch adapterMethod {
             case .lora(let config): try AdapterFiles.saveLoRA(model, adapter: c.adapterName, config: config, to: c.outputDirectory)
             case .adalora:  // sliced to the final pattern, rank_pattern in adapter_config.json
                 try AdapterFiles.saveAdaLoRA(model, adapter: c.adapterName, config: allocator!.config, to: c.outputDirectory)
             }
             progress?.print("Adapter saved to \(c.outputDirectory.path)")
-        } else {
+        } else if endStep < c.iterations {
             progress?.print("Stopped after step \(endStep) of \(c.iterations); resume with --resume \(c.outputDirectory.path)")
         }
         return TrainingSummary(startStep: startStep, steps: steps, evaluations: evaluations, adapterDirectory: endStep == c.iterations ? c.outputDirectory : nil,
-                               lastCheckpoint: lastCheckpoint, metricsFile: metrics.url, adaLoRARanks: allocator?.currentRanks)
+                               lastCheckpoint: lastCheckpoint, metricsFile: metricsURL, adaLoRARanks: allocator?.currentRanks)
     }
 
     /// Runs forward and backward on the micro-batches of one step, each weighted by its share of the step's targets,
@@ -239,10 +249,15 @@ public final class Trainer {
         if let maxBatches { batches = Array(batches.prefix(maxBatches)) }
         var rng = RandomGenerator(seed: configuration.seed).derived(0xE7A1)  // unused without dropout; never the training stream
         var total: Double = 0, targets = 0, tokens = 0
-        for batch in batches where batch.targetCount > 0 {
+        for (index, batch) in batches.enumerated() where batch.targetCount > 0 && index % collective.size == collective.rank {
             let loss = try model.loss(batch: batch, training: false, rng: &rng)
             total += Double(loss.value.scalarValue) * Double(batch.targetCount)
             targets += batch.targetCount; tokens += batch.tokenCount
+        }
+        if collective.size > 1 {  // data parallel: batch i was rank i mod N's
+            var sums = [total, Double(targets), Double(tokens)]
+            try collective.allReduceSum(&sums)
+            total = sums[0]; targets = Int(sums[1]); tokens = Int(sums[2])
         }
         return EvaluationResult(step: step, loss: targets > 0 ? Float(total / Double(targets)) : 0, targets: targets, tokens: tokens)
     }

@@ -1,5 +1,6 @@
 // A whole `lorakit train` run once the model is loaded: read and tokenise the splits, report what was cut or
 // dropped, train, and plot the losses. Model loading stays with the caller (the CLI), so this needs no family.
+import Collectives
 import Foundation
 import PEFT
 import Tokenizers
@@ -42,16 +43,20 @@ public struct PreparedTrainingData {
 
 public enum TrainingRun {
     /// Trains `model` as `plan` says; `chatTemplate` is the model's Jinja template (used for {"messages"} data).
+    /// With several ranks in `collective` (data parallelism) only rank 0 prints and writes files.
     @discardableResult
     public static func execute(_ plan: TrainingRunPlan, model: any TrainableLanguageModel, tokenizer: any Tokenizer,
-                               chatTemplate: String?, progress: ProgressLine?) throws -> TrainingSummary {
+                               chatTemplate: String?, progress: ProgressLine?,
+                               collective: any Collective = SingleProcessCollective()) throws -> TrainingSummary {
+        let progress = collective.isRoot ? progress : nil
         let data = try PreparedTrainingData(dataPath: plan.dataPath, tokenizer: tokenizer, chatTemplate: chatTemplate,
                                             chatFormat: plan.chatFormat, encoding: plan.encoding, requireValid: false, progress: progress)
         let trainer = try Trainer(model: model, method: plan.method, trainData: data.train, validData: data.valid,
                                   paddingID: tokenizer.batchPaddingID, configuration: plan.trainer)
         trainer.progress = progress
+        trainer.collective = collective
         let summary = try trainer.run(resumeFrom: plan.resume)
-        if summary.adapterDirectory != nil {
+        if summary.adapterDirectory != nil && collective.isRoot {
             let plot = plan.trainer.outputDirectory.appendingPathComponent("loss.svg")
             try LossPlot.write(metricsFile: summary.metricsFile, to: plot, title: "\(plan.method.displayName) training loss")
             progress?.print("Loss plot: \(plot.path)")

@@ -4,6 +4,7 @@
 // adapter_path, lr, iterations) and PEFT's AdaLoRA fields (peft_type, init_r, target_r, deltaT, beta1, beta2,
 // orth_reg_weight). Unknown keys and wrong types are errors naming the file and key. AdaLoRA's beta1/beta2 are its
 // importance EMAs (importance_beta1/2 here), not AdamW's moments.
+import Collectives
 import Foundation
 import PEFT
 import Tokenizers
@@ -60,6 +61,8 @@ public struct TrainingRunOptions: Equatable, Sendable {
     /// AdaLoRA orthogonal regulariser weight γ (default 0.5) and form: peft or squared.
     public var orthRegWeight: Double?
     public var orthRegForm: String?
+    /// Data parallelism: none (one process, the default) or mpi (ranks started by mpirun).
+    public var distributed: String?
 
     /// No option set.
     public init() {}
@@ -77,6 +80,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         ("method", ["peft_type"]), ("init_rank", ["init_r"]), ("target_rank", ["target_r"]), ("tinit", []), ("tfinal", []),
         ("delta_t", ["deltat"]), ("importance_beta1", ["beta1"]), ("importance_beta2", ["beta2"]),
         ("orth_reg_weight", []), ("orth_reg_form", []),
+        ("distributed", ["distributed_backend"]),
     ]
 
     /// Reads a config file: JSON for `.json`, YAML otherwise (`.yaml`, `.yml`).
@@ -153,6 +157,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         tfinal = try value("tfinal", int, "a whole number"); deltaT = try value("delta_t", int, "a whole number")
         importanceBeta1 = try value("importance_beta1", double, "a number"); importanceBeta2 = try value("importance_beta2", double, "a number")
         orthRegWeight = try value("orth_reg_weight", double, "a number"); orthRegForm = try value("orth_reg_form", string, "peft or squared")
+        distributed = try value("distributed", string, "mpi or none")
     }
 
     /// These options with every unset one taken from `base` (command-line flags over a config file).
@@ -165,6 +170,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         fill(\.saveEvery); fill(\.keepCheckpoints); fill(\.seed); fill(\.trainOnPrompt); fill(\.packing); fill(\.chatFormat)
         fill(\.overwrite); fill(\.dequantize); fill(\.recomputeActivations); fill(\.method); fill(\.initRank); fill(\.targetRank); fill(\.tinit); fill(\.tfinal)
         fill(\.deltaT); fill(\.importanceBeta1); fill(\.importanceBeta2); fill(\.orthRegWeight); fill(\.orthRegForm)
+        fill(\.distributed)
         return r
     }
 
@@ -211,9 +217,15 @@ public struct TrainingRunOptions: Equatable, Sendable {
             throw TrainingError.invalidOption(name: "--chat-format", reason: "\"\(chatFormat)\" is not one of chatml, llama3")
         }
         let method = try resolvedMethod(lora: lora, iterations: trainer.iterations)
-        return TrainingRunPlan(modelPath: model, dataPath: URL(fileURLWithPath: data), resume: resume.map { URL(fileURLWithPath: $0) },
+        let backend: DistributedBackend
+        do { backend = try DistributedBackend(parsing: distributed ?? "none") } catch {
+            throw TrainingError.invalidOption(name: "--distributed", reason: "\"\(distributed ?? "")\" is not one of mpi, none")
+        }
+        var plan = TrainingRunPlan(modelPath: model, dataPath: URL(fileURLWithPath: data), resume: resume.map { URL(fileURLWithPath: $0) },
                                chatFormat: chatFormat?.lowercased(), dequantize: dequantize ?? false, method: method,
                                encoding: EncodingOptions(maxLength: maxLength, trainOnPrompt: trainOnPrompt ?? false), trainer: trainer)
+        plan.distributed = backend
+        return plan
     }
 }
 
@@ -232,6 +244,8 @@ public struct TrainingRunPlan: Sendable {
     public var lora: LoRAConfig { method.loraConfig }
     public let encoding: EncodingOptions
     public let trainer: TrainerConfiguration
+    /// Data parallelism (`--distributed`): one process, or the ranks of an mpirun job.
+    public var distributed: DistributedBackend = .none
 }
 
 /// A config-file value, whichever parser read it.
