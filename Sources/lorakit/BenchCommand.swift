@@ -4,7 +4,7 @@ import TensorCore
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks that print machine-readable JSON.", subcommands: [Gemm.self, BenchGenerate.self, BenchTrain.self])
+        abstract: "Benchmarks that print machine-readable JSON.", subcommands: [Gemm.self, BenchGenerate.self, BenchTrain.self, BenchDataParallel.self])
 
     /// sgemm GFLOP/s of [m, k]·[k, n] after one warm-up product, timed for at least `seconds` and 3 products.
     static func sgemmRate(m: Int, n: Int, k: Int, seconds: Double) -> (gflops: Double, iterations: Int) {

@@ -1,7 +1,9 @@
 // The pieces that make a rank's share of a batch exact, without launching ranks: row slices of a batch keep its
 // padding and partition its targets; a row-sharded random stream draws exactly the whole batch's values for its
 // rows and ends where the whole draw ends; shards cover the micro-batch.
+import Foundation
 import XCTest
+import Collectives
 import TensorCore
 import Training
 
@@ -49,5 +51,17 @@ final class DataParallelShardTests: XCTestCase {
             XCTAssertEqual(shard.position, whole.position, "every rank ends where the whole draw ends")
         }
         XCTAssertThrowsError(try RandomGenerator.RowShard(offset: 4, count: 2, total: 5))
+    }
+
+    func testTheDistributedOptionFromFlagsAndConfigFiles() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("lorakit-dp-\(UUID().uuidString).yaml")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data("model: m.gguf\ndata: d\ndistributed: mpi\n".utf8).write(to: url)
+        XCTAssertEqual(try TrainingRunOptions.load(configFile: url).resolved().distributed, .mpi)
+        var options = TrainingRunOptions()
+        options.model = "m.gguf"; options.data = "d"
+        XCTAssertEqual(try options.resolved().distributed, DistributedBackend.none, "one process by default")
+        options.distributed = "gloo"
+        XCTAssertThrowsError(try options.resolved()) { XCTAssertTrue("\($0)".contains("--distributed"), "\($0)") }
     }
 }

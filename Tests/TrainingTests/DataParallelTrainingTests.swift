@@ -7,6 +7,7 @@ import Foundation
 import XCTest
 import Formats
 import PEFT
+import TensorCore
 import Training
 import TestSupport
 
@@ -95,8 +96,9 @@ final class DataParallelTrainingTests: XCTestCase {
 
     func mpi(_ ranks: Int, _ arguments: [String]) throws -> Run { try startMPI(ranks, arguments).finish() }
 
-    /// `lorakit train` on the fixture; `extra` adds options or replaces the defaults' values ("--iters", "8").
-    func trainArguments(out: String, extra: [String] = []) -> [String] {
+    /// `lorakit train` on the fixture; `extra` adds options or replaces the defaults' values ("--iters", "8"),
+    /// `removing` drops defaults.
+    func trainArguments(out: String, extra: [String] = [], removing: Set<String> = []) -> [String] {
         var options: [(String, String?)] = [
             ("--model", gguf.path), ("--data", data.path), ("--out", directory.appendingPathComponent(out).path), ("--rank", "4"),
             ("--alpha", "8"), ("--dropout", "0.1"), ("--targets", "q_proj,v_proj"), ("--iters", "6"), ("--batch-size", "3"),
@@ -108,7 +110,7 @@ final class DataParallelTrainingTests: XCTestCase {
             if let k = options.firstIndex(where: { $0.0 == name }) { options[k].1 = value } else { options.append((name, value)) }
             i += value == nil ? 1 : 2
         }
-        return ["train"] + options.flatMap { [$0.0] + ($0.1.map { [$0] } ?? []) }
+        return ["train"] + options.filter { !removing.contains($0.0) }.flatMap { [$0.0] + ($0.1.map { [$0] } ?? []) }
     }
 
     // MARK: checks
@@ -172,7 +174,8 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertEqual(column(b, split: "valid", "targets"), column(a, split: "valid", "targets"), "evaluation covers the whole split")
         // Communication per step: the adapter's floats (+ one presence flag per tensor) and the loss, not the model.
         let adapter = try adapterTensors("dist")
-        let expectedBytes = Double((adapter.values.reduce(0) { $0 + $1.count } + adapter.count) * 4 + 8)
+        let adapterFloats: Int = adapter.values.reduce(0) { $0 + $1.count }
+        let expectedBytes = Double((adapterFloats + adapter.count) * 4 + 8)
         XCTAssertEqual(Set(column(b, split: "train", "allreduce_bytes")), [expectedBytes])
         XCTAssertEqual(Set(column(b, split: "train", "ranks")), [2])
         XCTAssertTrue(column(a, split: "train", "ranks").isEmpty, "one process logs no data-parallel fields")
@@ -195,9 +198,9 @@ final class DataParallelTrainingTests: XCTestCase {
         _ = try requireMPI()
         let adalora = ["--method", "adalora", "--init-rank", "4", "--target-rank", "2", "--iters", "8", "--tinit", "2", "--tfinal", "2",
                        "--delta-t", "1", "--save-every", "4", "--eval-every", "0"]
-        let single = try lorakit(trainArguments(out: "single", extra: adalora), environment: ["LORAKIT_THREADS": "2"])
+        let single = try lorakit(trainArguments(out: "single", extra: adalora, removing: ["--rank"]), environment: ["LORAKIT_THREADS": "2"])
         XCTAssertEqual(single.status, 0, single.stderr)
-        let dist = try mpi(2, trainArguments(out: "dist", extra: adalora + ["--distributed", "mpi"]))
+        let dist = try mpi(2, trainArguments(out: "dist", extra: adalora + ["--distributed", "mpi"], removing: ["--rank"]))
         XCTAssertEqual(dist.status, 0, dist.stdout + dist.stderr)
         try assertSameAdapter("single", "dist")
         let patterns = try ["single", "dist"].map {
