@@ -7,6 +7,8 @@ import Training
 /// thread, one process with every core's thread, and `mpirun -np R` ranks with cores / R threads each (ranks ×
 /// threads = cores). Step times come from each run's metrics.jsonl (the first step is warm-up and left out); the
 /// data-parallel run's metrics also give the bytes each rank all-reduced per step and the seconds it spent there.
+/// With --repeats the three runs are repeated in turn and each configuration's fastest run is kept (on a shared
+/// machine, the run least slowed by others).
 struct BenchDataParallel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data-parallel",
@@ -14,7 +16,7 @@ struct BenchDataParallel: ParsableCommand {
         discussion: """
             Needs Open MPI (mpirun). Trains LoRA on the date-normalisation task with packed rows of --length tokens, \
             --batch-size rows per step; the runs train the same global batch, so their losses agree (reported). \
-            As root, mpirun is given --allow-run-as-root; --mpirun-args adds launcher options (e.g. "--bind-to none").
+            As root, mpirun is given --allow-run-as-root; --mpirun-args="…" adds launcher options (e.g. --mpirun-args="--bind-to none").
             """)
 
     @Option(help: "A .gguf file or a Hugging Face model directory.") var model = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -26,12 +28,13 @@ struct BenchDataParallel: ParsableCommand {
     @Option(help: "LoRA rank.") var rank = 8
     @Option(help: "Modules to adapt.") var targets = "q_proj,v_proj"
     @Option(help: "The mpirun executable.") var mpirun = "mpirun"
-    @Option(help: "Extra mpirun options, space-separated.") var mpirunArgs = ""
+    @Option(help: "Extra mpirun options, space-separated (--mpirun-args=\"--bind-to none\").") var mpirunArgs = ""
+    @Option(help: "Rounds of the three runs; each configuration's fastest round is reported.") var repeats = 1
     @Option(help: "Scratch directory (default: a temporary one, removed afterwards).") var work: String?
 
     func validate() throws {
-        guard ranks >= 2, cores >= 1, iters >= 2, batchSize >= ranks, length >= 16, rank >= 1 else {
-            throw ValidationError("need --ranks ≥ 2, --iters ≥ 2, --batch-size ≥ --ranks, --length ≥ 16")
+        guard ranks >= 2, cores >= 1, iters >= 2, batchSize >= ranks, length >= 16, rank >= 1, repeats >= 1 else {
+            throw ValidationError("need --ranks ≥ 2, --iters ≥ 2, --batch-size ≥ --ranks, --length ≥ 16, --repeats ≥ 1")
         }
     }
 
@@ -86,12 +89,18 @@ struct BenchDataParallel: ParsableCommand {
         let threadsPerRank = max(1, cores / ranks)
         var launcher = ["-np", String(ranks)] + mpirunArgs.split(separator: " ").map(String.init)
         if getuid() == 0 { launcher.insert("--allow-run-as-root", at: 0) }
-        let oneByOne = try measure("1x1", threads: 1, launcher: nil)
-        let oneByAll = try measure("1x\(cores)", threads: cores, launcher: nil)
-        let parallel = try measure("\(ranks)x\(threadsPerRank)", threads: threadsPerRank, launcher: launcher)
+        var rounds: [(Measured, Measured, Measured)] = []
+        for round in 0..<repeats {
+            rounds.append((try measure("1x1-\(round)", threads: 1, launcher: nil),
+                           try measure("1x\(cores)-\(round)", threads: cores, launcher: nil),
+                           try measure("\(ranks)x\(threadsPerRank)-\(round)", threads: threadsPerRank, launcher: launcher)))
+        }
+        func fastest(_ runs: [Measured]) -> Measured { runs.min { $0.stepSeconds < $1.stepSeconds }! }
+        let oneByOne = fastest(rounds.map(\.0)), oneByAll = fastest(rounds.map(\.1)), parallel = fastest(rounds.map(\.2))
+        let allSteps = rounds.map { [$0.0.stepSeconds, $0.1.stepSeconds, $0.2.stepSeconds].map { (($0 * 1000).rounded() / 1000) } }
         func tps(_ m: Measured) -> Double { m.tokensPerStep / m.stepSeconds }
         func r3(_ x: Double) -> Double { (x * 1000).rounded() / 1000 }
-        let adapter = scratch.appendingPathComponent("1x1/adapter_model.safetensors")
+        let adapter = scratch.appendingPathComponent("1x1-0/adapter_model.safetensors")
         let modelBytes = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? nil
         let lossGap = zip(oneByOne.losses, parallel.losses).map { abs($0 - $1) }.max() ?? .nan
         func row(_ name: String, _ m: Measured, ranks: Int, threads: Int) -> [String: Any] {
@@ -110,13 +119,20 @@ struct BenchDataParallel: ParsableCommand {
             "scaling_efficiency": r3(tps(parallel) / tps(oneByOne) / Double(ranks)),
             "speedup_vs_1x\(cores)": r3(tps(parallel) / tps(oneByAll)),
             "threads_speedup_1x\(cores)_vs_1x1": r3(tps(oneByAll) / tps(oneByOne)),
-            "max_loss_difference_vs_1x1": lossGap]
+            "max_loss_difference_vs_1x1": lossGap, "repeats": repeats, "step_seconds_per_round": allSteps,
+            "load_average_after": loadAverage()]
         if let b = parallel.allreduceBytes { json["allreduce_bytes_per_step"] = b }
         if let size = try? FileManager.default.attributesOfItem(atPath: adapter.path)[.size] as? Int { json["adapter_file_bytes"] = size }
         if let modelBytes { json["model_file_bytes"] = modelBytes }
         if let s = parallel.allreduceSeconds { json["allreduce_fraction_of_step"] = r3(s / parallel.stepSeconds) }
         let out = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: out, as: UTF8.self))
+    }
+
+    /// The 1-minute load average (how busy the machine was), from /proc/loadavg where there is one.
+    func loadAverage() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return -1 }
+        return Double(text.split(separator: " ").first ?? "") ?? -1
     }
 
     /// `name` if it is a path, else the first match on PATH.

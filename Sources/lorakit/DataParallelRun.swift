@@ -8,7 +8,14 @@ import Training
 /// MPI_Abort ends the others, which would otherwise wait in their next reduction forever.
 enum DataParallelRun {
     static func run(_ collective: any Collective, _ body: () throws -> Void) throws {
-        guard collective.size > 1 else { try body(); return }
+        guard collective.size > 1 else {
+            if collective is MPICollective {
+                print("note: --distributed mpi with a single rank; start the run with mpirun -np N to train on N ranks")
+            }
+            try body()
+            try collective.finish()
+            return
+        }
         if collective.isRoot {
             print("Data parallel: \(collective.size) ranks (\(collective.backendDescription)), "
                 + "\(ProcessInfo.processInfo.environment["LORAKIT_THREADS"] ?? "all") threads per rank")

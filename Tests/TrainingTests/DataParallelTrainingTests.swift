@@ -277,4 +277,20 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertNotEqual(small.status, 0)
         XCTAssertTrue((small.stdout + small.stderr).contains("1 rows cannot be shared by 2 ranks"), small.stdout + small.stderr)
     }
+
+    func testTheScalingBenchmarkReportsTheAdapterSizedReduction() throws {
+        _ = try requireMPI()
+        let run = try lorakit(["bench", "data-parallel", "--model", gguf.path, "--iters", "3", "--batch-size", "2", "--length", "128",
+                               "--rank", "2", "--cores", "2", "--mpirun-args=--oversubscribe --bind-to none"],
+                              environment: ["OMPI_MCA_btl_vader_single_copy_mechanism": "none"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any], run.stdout)
+        let results = try XCTUnwrap(json["results"] as? [[String: Any]])
+        XCTAssertEqual(results.compactMap { $0["config"] as? String }, ["1x1", "1x2", "2x1"])
+        XCTAssertTrue(results.allSatisfy { ($0["tokens_per_second"] as? Double ?? 0) > 0 }, "\(results)")
+        // r = 2 on q_proj [64 → 64] and v_proj [64 → 32] of 2 layers: A [2, 64] and B [out, 2] each, 8 tensors.
+        let floats = 2 * ((2 * 64 + 64 * 2) + (2 * 64 + 32 * 2))
+        XCTAssertEqual(json["allreduce_bytes_per_step"] as? Int, (floats + 8) * 4 + 8)
+        XCTAssertLessThanOrEqual(try XCTUnwrap(json["max_loss_difference_vs_1x1"] as? Double), 1e-5)
+    }
 }
