@@ -38,7 +38,11 @@ struct BenchDataParallel: ParsableCommand {
         }
     }
 
-    struct Measured { let stepSeconds: Double; let tokensPerStep: Double; let losses: [Double]; let allreduceBytes: Int?; let allreduceSeconds: Double? }
+    struct Measured {
+        let stepSeconds: Double; let tokensPerStep: Double; let losses: [Double]; let allreduceBytes: Int?; let allreduceSeconds: Double?
+        /// CPU seconds (user + system) of the whole run, every rank together (loading included).
+        var cpuSeconds: Double = 0
+    }
 
     func run() throws {
         guard let executable = Bundle.main.executableURL else { throw ValidationError("cannot locate the lorakit executable") }
@@ -68,8 +72,10 @@ struct BenchDataParallel: ParsableCommand {
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle; process.standardError = handle
             FileHandle.standardError.write(Data("bench data-parallel: \(name) …\n".utf8))
+            let cpuBefore = childrenCPUSeconds()
             try process.run()
             process.waitUntilExit()
+            let cpu = childrenCPUSeconds() - cpuBefore
             guard process.terminationStatus == 0 else {
                 let tail = (try? String(contentsOf: log, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
                 throw ValidationError("run \(name) failed (exit status \(process.terminationStatus)):\n\(tail)")
@@ -84,7 +90,7 @@ struct BenchDataParallel: ParsableCommand {
             let seconds = steps.dropFirst().compactMap { ($0["allreduce_seconds"] as? NSNumber)?.doubleValue }
             return Measured(stepSeconds: median(durations), tokensPerStep: tokens.reduce(0, +) / Double(max(tokens.count, 1)),
                             losses: steps.compactMap { ($0["loss"] as? NSNumber)?.doubleValue }, allreduceBytes: bytes,
-                            allreduceSeconds: seconds.isEmpty ? nil : median(seconds))
+                            allreduceSeconds: seconds.isEmpty ? nil : median(seconds), cpuSeconds: cpu)
         }
         let threadsPerRank = max(1, cores / ranks)
         var launcher = ["-np", String(ranks)] + mpirunArgs.split(separator: " ").map(String.init)
@@ -105,7 +111,7 @@ struct BenchDataParallel: ParsableCommand {
         let lossGap = zip(oneByOne.losses, parallel.losses).map { abs($0 - $1) }.max() ?? .nan
         func row(_ name: String, _ m: Measured, ranks: Int, threads: Int) -> [String: Any] {
             var r: [String: Any] = ["config": name, "ranks": ranks, "threads_per_rank": threads, "step_seconds": r3(m.stepSeconds),
-                                    "tokens_per_second": (tps(m) * 10).rounded() / 10]
+                                    "tokens_per_second": (tps(m) * 10).rounded() / 10, "cpu_seconds_whole_run": (m.cpuSeconds * 10).rounded() / 10]
             if let b = m.allreduceBytes { r["allreduce_bytes_per_step"] = b }
             if let s = m.allreduceSeconds { r["allreduce_seconds_per_step"] = (s * 1e5).rounded() / 1e5 }
             return r
@@ -119,7 +125,8 @@ struct BenchDataParallel: ParsableCommand {
             "scaling_efficiency": r3(tps(parallel) / tps(oneByOne) / Double(ranks)),
             "speedup_vs_1x\(cores)": r3(tps(parallel) / tps(oneByAll)),
             "threads_speedup_1x\(cores)_vs_1x1": r3(tps(oneByAll) / tps(oneByOne)),
-            "max_loss_difference_vs_1x1": lossGap, "repeats": repeats, "step_seconds_per_round": allSteps,
+            "max_loss_difference_vs_1x1": lossGap,
+            "cpu_ratio_1x1_over_parallel": r3(oneByOne.cpuSeconds / parallel.cpuSeconds), "repeats": repeats, "step_seconds_per_round": allSteps,
             "load_average_after": loadAverage()]
         if let b = parallel.allreduceBytes { json["allreduce_bytes_per_step"] = b }
         if let size = try? FileManager.default.attributesOfItem(atPath: adapter.path)[.size] as? Int { json["adapter_file_bytes"] = size }
@@ -127,6 +134,18 @@ struct BenchDataParallel: ParsableCommand {
         if let s = parallel.allreduceSeconds { json["allreduce_fraction_of_step"] = r3(s / parallel.stepSeconds) }
         let out = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: out, as: UTF8.self))
+    }
+
+    /// User + system CPU seconds of every waited-for descendant so far (mpirun waits for its ranks, so they count).
+    func childrenCPUSeconds() -> Double {
+        var usage = rusage()
+        #if os(Linux)
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        #else
+        getrusage(RUSAGE_CHILDREN, &usage)
+        #endif
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// The 1-minute load average (how busy the machine was), from /proc/loadavg where there is one.
