@@ -58,8 +58,10 @@ public struct CollectiveStatistics: Equatable, Sendable {
     public var bytesBroadcast = 0
     /// Reduction and broadcast calls made.
     public var calls = 0
-    /// Wall time spent inside them (includes waiting for the slowest rank).
+    /// Wall time spent inside them (includes waiting for the slowest rank unless a barrier came first).
     public var seconds: Double = 0
+    /// Wall time spent in barriers: waiting for the slowest rank.
+    public var barrierSeconds: Double = 0
 
     public init() {}
 
@@ -68,6 +70,7 @@ public struct CollectiveStatistics: Equatable, Sendable {
         var d = CollectiveStatistics()
         d.bytesReduced = bytesReduced - earlier.bytesReduced; d.bytesBroadcast = bytesBroadcast - earlier.bytesBroadcast
         d.calls = calls - earlier.calls; d.seconds = seconds - earlier.seconds
+        d.barrierSeconds = barrierSeconds - earlier.barrierSeconds
         return d
     }
 }

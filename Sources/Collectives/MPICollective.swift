@@ -100,7 +100,9 @@ public final class MPICollective: Collective {
 
     public func barrier() throws {
         precondition(!finished, "MPI_Barrier after MPI_Finalize")
+        let started = DispatchTime.now().uptimeNanoseconds
         try Self.check(mpi, "MPI_Barrier", mpi.barrier(mpi.commWorld))
+        statistics.barrierSeconds += Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
     }
 
     public func abort(code: Int32) -> Never {

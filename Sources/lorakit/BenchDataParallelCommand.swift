@@ -40,6 +40,7 @@ struct BenchDataParallel: ParsableCommand {
 
     struct Measured {
         let stepSeconds: Double; let tokensPerStep: Double; let losses: [Double]; let allreduceBytes: Int?; let allreduceSeconds: Double?
+        var waitSeconds: Double? = nil
         /// CPU seconds (user + system) of the whole run, every rank together (loading included).
         var cpuSeconds: Double = 0
     }
@@ -68,7 +69,7 @@ struct BenchDataParallel: ParsableCommand {
             process.arguments = arguments
             process.environment = ProcessInfo.processInfo.environment.merging(["LORAKIT_THREADS": String(threads)]) { $1 }
             let log = scratch.appendingPathComponent("\(name).log")
-            FileManager.default.createFile(atPath: log.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle; process.standardError = handle
             FileHandle.standardError.write(Data("bench data-parallel: \(name) …\n".utf8))
@@ -88,9 +89,11 @@ struct BenchDataParallel: ParsableCommand {
             let tokens = steps.dropFirst().compactMap { ($0["tokens"] as? NSNumber)?.doubleValue }
             let bytes = steps.compactMap { ($0["allreduce_bytes"] as? NSNumber)?.intValue }.last
             let seconds = steps.dropFirst().compactMap { ($0["allreduce_seconds"] as? NSNumber)?.doubleValue }
+            let waits = steps.dropFirst().compactMap { ($0["rank_wait_seconds"] as? NSNumber)?.doubleValue }
             return Measured(stepSeconds: median(durations), tokensPerStep: tokens.reduce(0, +) / Double(max(tokens.count, 1)),
                             losses: steps.compactMap { ($0["loss"] as? NSNumber)?.doubleValue }, allreduceBytes: bytes,
-                            allreduceSeconds: seconds.isEmpty ? nil : median(seconds), cpuSeconds: cpu)
+                            allreduceSeconds: seconds.isEmpty ? nil : median(seconds),
+                            waitSeconds: waits.isEmpty ? nil : median(waits), cpuSeconds: cpu)
         }
         let threadsPerRank = max(1, cores / ranks)
         var launcher = ["-np", String(ranks)] + mpirunArgs.split(separator: " ").map(String.init)
@@ -114,6 +117,7 @@ struct BenchDataParallel: ParsableCommand {
                                     "tokens_per_second": (tps(m) * 10).rounded() / 10, "cpu_seconds_whole_run": (m.cpuSeconds * 10).rounded() / 10]
             if let b = m.allreduceBytes { r["allreduce_bytes_per_step"] = b }
             if let s = m.allreduceSeconds { r["allreduce_seconds_per_step"] = (s * 1e5).rounded() / 1e5 }
+            if let w = m.waitSeconds { r["rank_wait_seconds_per_step"] = (w * 1e3).rounded() / 1e3 }
             return r
         }
         var json: [String: Any] = [

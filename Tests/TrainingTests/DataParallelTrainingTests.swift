@@ -60,7 +60,7 @@ final class DataParallelTrainingTests: XCTestCase {
         let out: URL, err: URL
         init(_ executable: URL, _ arguments: [String], environment: [String: String], in directory: URL) throws {
             out = directory.appendingPathComponent("stdout-\(UUID().uuidString)"); err = directory.appendingPathComponent("stderr-\(UUID().uuidString)")
-            FileManager.default.createFile(atPath: out.path, contents: nil); FileManager.default.createFile(atPath: err.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: out.path, contents: nil); _ = FileManager.default.createFile(atPath: err.path, contents: nil)
             process.executableURL = executable
             process.arguments = arguments
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -178,6 +178,8 @@ final class DataParallelTrainingTests: XCTestCase {
         let expectedBytes = Double((adapterFloats + adapter.count) * 4 + 8)
         XCTAssertEqual(Set(column(b, split: "train", "allreduce_bytes")), [expectedBytes])
         XCTAssertEqual(Set(column(b, split: "train", "ranks")), [2])
+        XCTAssertEqual(column(b, split: "train", "rank_wait_seconds").count, 6)
+        XCTAssertTrue(column(b, split: "train", "allreduce_seconds").allSatisfy { $0 >= 0 && $0 < 60 })
         XCTAssertTrue(column(a, split: "train", "ranks").isEmpty, "one process logs no data-parallel fields")
 
         // Only rank 0 writes and prints: the same files as one process, one progress report.

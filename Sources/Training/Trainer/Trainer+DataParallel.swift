@@ -77,6 +77,7 @@ extension Trainer {
             weighted += Double(value) * Double(shard.targetCount)
         }
         var sum = [weighted]
+        try collective.barrier()  // the wait for the slowest rank, timed apart from the reductions
         try collective.allReduceSum(&sum)
         let mean = targets > 0 ? sum[0] / Double(targets) : 0
         guard mean.isFinite else { throw nonFinite(Float(mean)) }
@@ -118,12 +119,14 @@ extension Trainer {
         guard try collective.allRanksAgree(on: hash) else { throw DataParallelError.replicasDiverged(step: step) }
     }
 
-    /// What a step's metrics record gets from the collective: ranks, bytes all-reduced by this rank, and the seconds
-    /// spent in reductions (waiting for the slowest rank included). Empty in one process.
+    /// What a step's metrics record gets from the collective: ranks, bytes all-reduced by this rank, the seconds
+    /// spent waiting for the slowest rank (the barrier before the reductions) and in the reductions themselves.
+    /// Empty in one process.
     func dataParallelRecord(since before: CollectiveStatistics) -> [String: MetricValue] {
         guard collective.size > 1 else { return [:] }
         let delta = collective.statistics.since(before)
         return ["ranks": .int(collective.size), "allreduce_bytes": .int(delta.bytesReduced),
-                "allreduce_seconds": .double((delta.seconds * 1e6).rounded() / 1e6)]
+                "allreduce_seconds": .double((delta.seconds * 1e6).rounded() / 1e6),
+                "rank_wait_seconds": .double((delta.barrierSeconds * 1e6).rounded() / 1e6)]
     }
 }
