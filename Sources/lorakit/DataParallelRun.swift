@@ -17,8 +17,8 @@ enum DataParallelRun {
             return
         }
         if collective.isRoot {
-            print("Data parallel: \(collective.size) ranks (\(collective.backendDescription)), "
-                + "\(ProcessInfo.processInfo.environment["LORAKIT_THREADS"] ?? "all") threads per rank")
+            print("Data parallel: \(collective.size) ranks (\(collective.backendDescription)); threads per rank: "
+                + (ProcessInfo.processInfo.environment["LORAKIT_THREADS"] ?? "all cores"))
         }
         LauncherSignal.install(rank: collective.rank)
         do {
