@@ -37,7 +37,13 @@ extension BertModel {
         var h = try layerNorm(summed, weight: embeddingNorm.weight, bias: embeddingNorm.bias, eps: c.layerNormEps)
         let mask = try additiveKeyPaddingMask(fromAttentionMask: batch.maskTensor)
         for layer in layers {
-            h = try encoderLayer(layer, h, mask: mask, rows: rows, length: length, training: training, rng: &rng)
+            if recomputesActivations {
+                h = try recomputed([h], rng: &rng) { [self] inputs, rng in
+                    try encoderLayer(layer, inputs[0], mask: mask, rows: rows, length: length, training: training, rng: &rng)
+                }
+            } else {
+                h = try encoderLayer(layer, h, mask: mask, rows: rows, length: length, training: training, rng: &rng)
+            }
         }
         return h
     }

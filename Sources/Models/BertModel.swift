@@ -50,6 +50,9 @@ public final class BertModel: AdaptableModel {
     public let layers: [BertLayer]
     /// pooler.dense [hidden, hidden], nil when the checkpoint has no pooler.
     public let pooler: AdaptedLinear?
+    /// Activation recomputation: the autograd forward keeps only each layer's input and runs the layer again in
+    /// backward (training memory for one more forward of compute).
+    public var recomputesActivations = false
 
     public init(config: BertConfig, prefix: String, wordEmbeddings: Variable, positionEmbeddings: Variable,
                 tokenTypeEmbeddings: Variable, embeddingNorm: BertLayerNorm, layers: [BertLayer], pooler: AdaptedLinear?) throws {
