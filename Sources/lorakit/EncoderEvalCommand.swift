@@ -34,6 +34,10 @@ func evaluateEncoder(model: String, data: String, adapter: String?, batchSize: I
     if json {
         var object = metrics.json
         object["task"] = task.rawValue
+        if case .classification(let m) = metrics, let classifier = try? LabelSet.load(from: URL(fileURLWithPath: adapter!)) {
+            object["predictions"] = m.predictions.map { classifier.names[$0] }
+            object["logits"] = m.logits.map { $0.map(Double.init) }
+        }
         let out = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: out, as: UTF8.self))
     } else {

@@ -15,6 +15,8 @@ public struct ClassificationMetrics: Equatable, Sendable {
     public let loss: Double
     /// Predicted class id of each example, in file order.
     public let predictions: [Int]
+    /// Logits [examples][classes], in file order.
+    public let logits: [[Float]]
 }
 
 public struct RetrievalMetrics: Equatable, Sendable {
@@ -32,7 +34,7 @@ public enum EncoderEvaluation {
                                       labels: LabelSet, maxLength: Int, batchSize: Int = 32) throws -> ClassificationMetrics {
         let ids = try file.classIDs(labels)
         var rng = RandomGenerator(seed: 0)
-        var correct = 0, lossSum = 0.0, predictions: [Int] = []
+        var correct = 0, lossSum = 0.0, predictions: [Int] = [], allLogits: [[Float]] = []
         for start in stride(from: 0, to: file.examples.count, by: max(batchSize, 1)) {
             let range = start..<min(start + max(batchSize, 1), file.examples.count)
             let encoded = tokenizer.batch(range.map { tokenizer.encoding(file.examples[$0].text, pair: file.examples[$0].pair, maxLength: maxLength) })
@@ -46,10 +48,12 @@ public enum EncoderEvaluation {
                 for c in 0..<k { sumExp += exp(Double(logits[row, c] - maxLogit)) }
                 lossSum += log(sumExp) - Double(logits[row, ids[i]] - maxLogit)
                 predictions.append(best)
+                allLogits.append((0..<k).map { logits[row, $0] })
                 if best == ids[i] { correct += 1 }
             }
         }
-        return ClassificationMetrics(examples: ids.count, correct: correct, loss: lossSum / Double(max(ids.count, 1)), predictions: predictions)
+        return ClassificationMetrics(examples: ids.count, correct: correct, loss: lossSum / Double(max(ids.count, 1)),
+                                     predictions: predictions, logits: allLogits)
     }
 
     /// Unit sentence embeddings [texts, hidden] in batches.
