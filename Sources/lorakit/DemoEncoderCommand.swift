@@ -14,7 +14,7 @@ struct DemoEncoder: ParsableCommand {
     @Option(help: "Directory for the data, adapter and report.") var out = "demo-encoder"
     @Option(help: "Training examples.") var train = 800
     @Option(help: "Validation / test examples each.") var eval = 200
-    @Option(help: "Optimizer steps.") var iters = 150
+    @Option(help: "Optimizer steps.") var iters = 60
     @Option(help: "Examples per batch (retrieval: in-batch negatives per anchor + 1).") var batchSize = 32
     @Option(help: "LoRA rank.") var rank = 8
     @Option(help: "Peak learning rate.") var learningRate = 1e-3

@@ -97,7 +97,7 @@ public struct EncoderDemo {
     public var modelDirectory: URL
     public var outputDirectory: URL
     public var train = 800, valid = 200, test = 200
-    public var iterations = 150, batchSize = 32, rank = 8, learningRate = 1e-3
+    public var iterations = 60, batchSize = 32, rank = 8, learningRate = 1e-3
     public var seed: UInt64 = 0
 
     public init(task: EncoderTask, modelDirectory: URL, outputDirectory: URL) {

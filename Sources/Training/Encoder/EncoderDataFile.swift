@@ -138,6 +138,11 @@ public struct ClassificationDataFile: Sendable {
     public let examples: [ClassificationExample]
     public let lineNumbers: [Int]
 
+    /// Examples with the line each came from (`path` and lines name them in errors).
+    public init(path: String, examples: [ClassificationExample], lineNumbers: [Int]) {
+        self.path = path; self.examples = examples; self.lineNumbers = lineNumbers
+    }
+
     public static func load(_ url: URL) throws -> ClassificationDataFile {
         let path = url.path
         var examples: [ClassificationExample] = [], lines: [Int] = []
@@ -186,6 +191,11 @@ public struct RetrievalDataFile: Sendable {
     public let path: String
     public let pairs: [RetrievalPair]
     public let lineNumbers: [Int]
+
+    /// Pairs with the line each came from.
+    public init(path: String, pairs: [RetrievalPair], lineNumbers: [Int]) {
+        self.path = path; self.pairs = pairs; self.lineNumbers = lineNumbers
+    }
 
     public static func load(_ url: URL) throws -> RetrievalDataFile {
         let path = url.path

@@ -11,16 +11,17 @@ import PEFT
 import TensorCore
 import Tokenizers
 
-enum EncoderExamples {
+/// Encoder examples ⇄ the token batches the trainer samples.
+public enum EncoderExamples {
     /// Longest total length an example may have (the position table bounds it).
-    static func checkMaxLength(_ maxLength: Int, positions: Int) throws {
+    public static func checkMaxLength(_ maxLength: Int, positions: Int) throws {
         guard maxLength >= 4 else { throw TrainingDataError.invalidOption(name: "max length", reason: "\(maxLength) is too short for [CLS] text [SEP]") }
         guard maxLength <= positions else {
             throw TrainingDataError.invalidOption(name: "max length", reason: "\(maxLength) exceeds the model's \(positions) positions")
         }
     }
 
-    static func classification(_ file: ClassificationDataFile, labels: LabelSet, tokenizer: WordPieceTokenizer,
+    public static func classification(_ file: ClassificationDataFile, labels: LabelSet, tokenizer: WordPieceTokenizer,
                                maxLength: Int) throws -> TokenizedDataset {
         let ids = try file.classIDs(labels)
         var truncated = 0
@@ -34,7 +35,7 @@ enum EncoderExamples {
         return TokenizedDataset(path: file.path, examples: examples, truncatedCount: truncated)
     }
 
-    static func retrieval(_ file: RetrievalDataFile, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> TokenizedDataset {
+    public static func retrieval(_ file: RetrievalDataFile, tokenizer: WordPieceTokenizer, maxLength: Int) throws -> TokenizedDataset {
         var truncated = 0
         let examples = file.pairs.map { pair -> TokenizedExample in
             let a = tokenizer.encoding(pair.anchor, maxLength: maxLength), p = tokenizer.encoding(pair.positive, maxLength: maxLength)
@@ -47,7 +48,7 @@ enum EncoderExamples {
     }
 
     /// Row r of a batch: its real tokens (the mask's ones) and its one target's position.
-    static func rows(_ batch: TokenBatch) -> [(ids: [Int32], target: Int, label: Int32)] {
+    public static func rows(_ batch: TokenBatch) -> [(ids: [Int32], target: Int, label: Int32)] {
         let n = batch.length
         return (0..<batch.rows).map { r in
             let real = (0..<n).filter { batch.attentionMask[flat: r * n + $0] == 1 }.count
@@ -58,7 +59,7 @@ enum EncoderExamples {
 
     /// Rows right-padded with `padID` into an encoder batch; type ids 1 after the first [SEP] (`sepID`), as the
     /// pair template writes them.
-    static func batch(_ rows: [[Int32]], padID: Int32, sepID: Int32?) -> EncoderBatch {
+    public static func batch(_ rows: [[Int32]], padID: Int32, sepID: Int32?) -> EncoderBatch {
         let width = rows.map(\.count).max() ?? 0
         var ids: [[Int32]] = [], types: [[Int32]] = [], mask: [[Int32]] = []
         for row in rows {
