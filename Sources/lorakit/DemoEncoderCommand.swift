@@ -30,14 +30,18 @@ struct DemoEncoder: ParsableCommand {
         demo.rank = rank; demo.learningRate = learningRate; demo.seed = seed
         let report = try demo.run(progress: ProgressLine())
         let metric = kind == .classification ? "accuracy" : "recall@1"
-        print("\n| split | base \(metric) | LoRA \(metric) |\n|---|---|---|")
+        let centroid = kind == .classification
+        print("\n| split | base \(metric)\(centroid ? " (random head)" : "") |\(centroid ? " base embeddings, nearest centroid |" : "") LoRA \(metric) |")
+        print(centroid ? "|---|---|---|---|" : "|---|---|---|")
         for split in ["valid", "test"] {
             guard let b = report.before[split], let a = report.after[split] else { continue }
-            print(String(format: "| %@ | %.1f%% | %.1f%% |", split, 100 * b.headline, 100 * a.headline))
+            let middle = report.baseline[split].map { String(format: " %.1f%% |", 100 * $0.headline) } ?? ""
+            print(String(format: "| %@ | %.1f%% |%@ %.1f%% |", split, 100 * b.headline, middle, 100 * a.headline))
         }
         print(String(format: "trained %d steps in %.0f s", report.summary.steps.count, report.trainSeconds))
         var object: [String: Any] = ["task": kind.rawValue, "train_seconds": report.trainSeconds, "steps": report.summary.steps.count]
         object["before"] = report.before.mapValues(\.json); object["after"] = report.after.mapValues(\.json)
+        object["baseline_nearest_centroid"] = report.baseline.mapValues(\.json)
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: out).appendingPathComponent("report.json"), options: .atomic)
         if json { print(String(decoding: data, as: UTF8.self)) }

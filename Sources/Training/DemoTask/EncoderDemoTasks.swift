@@ -7,7 +7,9 @@
 //                   or ordinal words to numbers; splits hold disjoint dates.
 // Both are seeded and their splits disjoint.
 import Foundation
+import Models
 import TensorCore
+import Tokenizers
 
 public struct NegationSentimentTask: Sendable {
     public var seed: UInt64
@@ -111,12 +113,29 @@ public struct EncoderDemo {
         case .classification: _ = try NegationSentimentTask(seed: seed).write(to: data, train: train, valid: valid, test: test)
         case .retrieval: _ = try DateRetrievalTask(seed: seed).write(to: data, train: train, valid: valid, test: test)
         }
+        // Classification's untrained model has a random head (chance accuracy); the fairer base is the frozen
+        // encoder's own embeddings: nearest class centroid of the training examples.
+        var centroid: [String: EncoderMetrics] = [:]
+        if task == .classification {
+            let tokenizer = try WordPieceTokenizer(huggingFaceTokenizer: modelDirectory.appendingPathComponent("tokenizer.json"))
+            let encoder = try BertModel.load(directory: modelDirectory)
+            let trainFile = try ClassificationDataFile.load(data.appendingPathComponent("train.jsonl"))
+            let labels = try LabelSet(training: trainFile)
+            for split in ["valid", "test"] {
+                let file = try ClassificationDataFile.load(data.appendingPathComponent("\(split).jsonl"))
+                centroid[split] = .classification(try EncoderEvaluation.nearestCentroid(encoder, tokenizer: tokenizer, train: trainFile, file: file,
+                                                                                       labels: labels, maxLength: 64))
+                progress?.print("base embeddings (nearest class centroid), \(split): \(centroid[split]!.summary)")
+            }
+        }
         var o = TrainingRunOptions()
         o.model = modelDirectory.path; o.data = data.path; o.out = outputDirectory.appendingPathComponent("adapter").path
         o.rank = rank; o.alpha = Double(2 * rank); o.dropout = 0.1; o.targets = "query,key,value,dense"
         o.iters = iterations; o.batchSize = batchSize; o.learningRate = learningRate; o.warmup = iterations / 10
         o.evalEvery = 0; o.saveEvery = 0; o.seed = Int(seed); o.overwrite = true; o.maxLength = 64
         o.weightDecay = 0.01
-        return try EncoderTrainingRun.execute(options: o, task: task.rawValue, progress: progress)
+        var report = try EncoderTrainingRun.execute(options: o, task: task.rawValue, progress: progress)
+        report.baseline = centroid
+        return report
     }
 }

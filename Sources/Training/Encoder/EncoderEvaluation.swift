@@ -56,6 +56,33 @@ public enum EncoderEvaluation {
                                      predictions: predictions, logits: allLogits)
     }
 
+    /// A training-free baseline: each class is the mean of its training examples' unit embeddings, and an example
+    /// is put in the class whose centroid is most cosine-similar (loss: cross-entropy of 20 · cosine, MNRL's scale).
+    public static func nearestCentroid(_ encoder: BertModel, tokenizer: WordPieceTokenizer, train: ClassificationDataFile,
+                                       file: ClassificationDataFile, labels: LabelSet, maxLength: Int, batchSize: Int = 32) throws -> ClassificationMetrics {
+        let trainIDs = try train.classIDs(labels), ids = try file.classIDs(labels)
+        let d = encoder.config.hiddenSize, k = labels.names.count
+        let trainEmbeddings = try embed(train.examples.map(\.text), encoder: encoder, tokenizer: tokenizer, maxLength: maxLength, batchSize: batchSize)
+        var centroids = [Float](repeating: 0, count: k * d)
+        for (row, c) in trainIDs.enumerated() { for e in 0..<d { centroids[c * d + e] += trainEmbeddings[row, e] } }
+        for c in 0..<k {
+            let norm = max((0..<d).reduce(Float(0)) { $0 + centroids[c * d + $1] * centroids[c * d + $1] }.squareRoot(), 1e-12)
+            for e in 0..<d { centroids[c * d + e] /= norm }
+        }
+        let embeddings = try embed(file.examples.map(\.text), encoder: encoder, tokenizer: tokenizer, maxLength: maxLength, batchSize: batchSize)
+        var correct = 0, lossSum = 0.0, predictions: [Int] = [], logits: [[Float]] = []
+        for (row, gold) in ids.enumerated() {
+            let scores = (0..<k).map { c in 20 * (0..<d).reduce(Float(0)) { $0 + embeddings[row, $1] * centroids[c * d + $1] } }
+            let best = scores.indices.max { scores[$0] < scores[$1] }!
+            let m = scores[best]
+            lossSum += log(scores.reduce(0.0) { $0 + exp(Double($1 - m)) }) - Double(scores[gold] - m)
+            predictions.append(best); logits.append(scores)
+            if best == gold { correct += 1 }
+        }
+        return ClassificationMetrics(examples: ids.count, correct: correct, loss: lossSum / Double(max(ids.count, 1)),
+                                     predictions: predictions, logits: logits)
+    }
+
     /// Unit sentence embeddings [texts, hidden] in batches.
     public static func embed(_ texts: [String], encoder: BertModel, tokenizer: WordPieceTokenizer, maxLength: Int,
                              batchSize: Int = 32) throws -> Tensor {

@@ -45,6 +45,8 @@ public struct EncoderRunReport {
     public let task: EncoderTask
     /// Metrics of the untrained model (for classification: a fresh head) and of the trained one, per split.
     public let before: [String: EncoderMetrics], after: [String: EncoderMetrics]
+    /// A training-free baseline where the caller measured one (the demo's nearest-centroid classifier).
+    public var baseline: [String: EncoderMetrics] = [:]
     public let summary: TrainingSummary
     public let trainSeconds: Double
 }
@@ -182,7 +184,7 @@ public enum EncoderTrainingRun {
             let plot = plan.trainer.outputDirectory.appendingPathComponent("loss.svg")
             try LossPlot.write(metricsFile: summary.metricsFile, to: plot, title: "LoRA \(task.rawValue) loss")
         }
-        return EncoderRunReport(task: task, before: before, after: after, summary: summary, trainSeconds: seconds)
+        return EncoderRunReport(task: task, before: before, after: after, baseline: [:], summary: summary, trainSeconds: seconds)
     }
 
     /// train.jsonl (required), valid.jsonl and test.jsonl of a directory, or a single file as the training split.
