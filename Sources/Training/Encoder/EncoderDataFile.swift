@@ -50,7 +50,8 @@ public enum EncoderDataError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case let .labelOutOfRange(path, line, label, classes):
-            return "\(path):\(line): label \(label) is out of range: the classes are 0..<\(classes)"
+            return classes > 0 ? "\(path):\(line): label \(label) is out of range: the classes are 0..<\(classes)"
+                : "\(path):\(line): label \(label) is out of range: integer labels are class ids 0, 1, 2, …"
         case let .unknownLabel(path, line, label, known, source):
             return "\(path):\(line): label \(label) is not one of the \(known.count) labels of \(source) (\(known.joined(separator: ", "))): the label sets do not match"
         case let .mixedLabelKinds(path, line, expected):
