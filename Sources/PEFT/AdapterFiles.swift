@@ -47,8 +47,20 @@ public enum AdapterFiles {
                                         alpha: alpha, useRSLoRA: config.useRSLoRA, dropout: Float(config.loraDropout))
             branches.append((layer, branch))
         }
+        // modules_to_save: full trained copies saved under the layer's own name ("<path>.weight", "<path>.bias").
+        var copies: [(AdaptedLinear, ModulesToSaveBranch)] = []
+        for layer in try model.modulesToSave(config.modulesToSave ?? []) {
+            let key = keyPrefix + layer.path + ".weight", biasKey = keyPrefix + layer.path + ".bias"
+            guard file.contains(key) else { throw PEFTError.missingTensor(key, file: weightsURL.path) }
+            if layer.bias != nil && !file.contains(biasKey) { throw PEFTError.missingTensor(biasKey, file: weightsURL.path) }
+            used.insert(key)
+            if layer.bias != nil { used.insert(biasKey) }
+            copies.append((layer, try ModulesToSaveBranch(layer: layer, weight: try file.tensor(key),
+                                                          bias: layer.bias != nil ? try file.tensor(biasKey) : nil)))
+        }
         // Attach only once everything loaded: a bad file leaves the model as it was.
         for (layer, branch) in branches { try layer.addAdapter(name, branch) }
+        for (layer, branch) in copies { try layer.addAdapter(name, branch) }
         let unused = file.names.filter { !used.contains($0) }
         if !unused.isEmpty { PEFTDiagnostics.warn("\(weightsURL.path): ignored \(unused.count) tensors not used by this model, e.g. \(unused[0])") }
         return config

@@ -160,7 +160,7 @@ func readJSONObject(_ url: URL) throws -> [String: Any] {
     return dictionary
 }
 
-private func parseAddedTokens(_ value: Any?, path: String) throws -> [AddedToken] {
+func parseAddedTokens(_ value: Any?, path: String) throws -> [AddedToken] {
     guard let value = value, !(value is NSNull) else { return [] }
     guard let list = value as? [[String: Any]] else {
         throw TokenizerError.invalidField(path: path, field: "added_tokens", reason: "expected a list of objects")

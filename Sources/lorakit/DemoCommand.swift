@@ -11,6 +11,7 @@ struct Demo: ParsableCommand {
             DemoAdaLoRA.self,
             DemoDates.self,
             DemoFineTune.self,
+            DemoEncoder.self,
         ])
 
     struct LowRank: ParsableCommand {

@@ -30,6 +30,11 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         try BLAS.ensureAvailable()
+        if EncoderTrainingRun.isEncoderModel(model) {  // BERT: accuracy or recall@1 (EncoderEvalCommand.swift)
+            try evaluateEncoder(model: model, data: data, adapter: adapter, batchSize: batchSize,
+                                maxLength: maxLength == 2048 ? EncoderTrainingRun.defaultMaxLength : maxLength, limit: limit, json: json)
+            return
+        }
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
         guard let tokenizer = loaded.tokenizer else { throw ValidationError("\(model): the model has no tokenizer") }
         if let adapter { _ = try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: adapter)) }

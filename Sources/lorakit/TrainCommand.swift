@@ -28,6 +28,7 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory for the adapter, checkpoints, metrics.jsonl and loss.svg (default: adapters).") var out: String?
     @Option(help: "Continue from a checkpoint directory, or a run's output directory (its newest checkpoint).") var resume: String?
     @Option(help: "A JSON or YAML file with any of these options.") var config: String?
+    @Option(help: "BERT models: classification ({\"text\", \"label\"}) or retrieval ({\"anchor\", \"positive\"}) (default: from the data).") var task: String?
 
     @Option(help: "LoRA rank r (default 8).") var rank: Int?
     @Option(help: "LoRA alpha; the update is scaled by alpha / r (default 16).") var alpha: Double?
@@ -87,6 +88,12 @@ struct Train: ParsableCommand {
     func run() throws {
         var options = commandLineOptions
         if let config { options = options.overriding(try TrainingRunOptions.load(configFile: URL(fileURLWithPath: config))) }
+        if let path = options.model, EncoderTrainingRun.isEncoderModel(path) {  // BERT: classification or retrieval
+            try BLAS.ensureAvailable()
+            try EncoderTrainingRun.execute(options: options, task: task, progress: ProgressLine())
+            return
+        }
+        if task != nil { throw ValidationError("--task applies to BERT encoder models only") }
         let plan = try options.resolved()
         let collective = try DistributedLaunch.open(plan.distributed)  // before BLAS: sets the threads per rank
         try DataParallelRun.run(collective) {

@@ -75,6 +75,10 @@ extension AdaptableModel {
         try config.validate()
         let layers = try targetedLinears(config)
         if layers.contains(where: { $0.adapter(named: name) != nil }) { throw PEFTError.adapterExists(name) }
+        let saved = try modulesToSave(config.modulesToSave ?? [])  // checked before anything changes
+        if let both = saved.first(where: { s in layers.contains { $0 === s } }) {
+            throw PEFTError.invalidConfig(field: "modules_to_save", reason: "\(both.path) is also a LoRA target")
+        }
         for layer in layers {
             let (r, alpha, _) = try config.resolved(for: layer.path)
             var layerRNG = rng.derived(UInt64(truncatingIfNeeded: layer.path.hashValueStable))
@@ -85,6 +89,7 @@ extension AdaptableModel {
             if let residual { try layer.replaceBaseWeight(residual) }
             try layer.addAdapter(name, branch)
         }
+        for layer in saved { try layer.addAdapter(name, ModulesToSaveBranch(copying: layer)) }
         _ = rng.nextUInt64()  // advance the caller's stream once per injection
         return layers.map(\.path)
     }
