@@ -117,4 +117,35 @@ final class BertModelTests: XCTestCase {
         config.modulesToSave = ["score"]
         XCTAssertThrowsError(try fresh.addLoRA(config, name: "other", rng: &rng))
     }
+
+    func testConfigErrorsAreTyped() throws {
+        let dir = try temporaryDirectory(self, "bert-config")
+        let url = dir.appendingPathComponent("config.json")
+        func config(_ fields: String) throws -> Error? {
+            try Data(("{\"vocab_size\": 40, \"hidden_size\": 16, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+                + "\"intermediate_size\": 32" + fields + "}").utf8).write(to: url)
+            do { _ = try BertConfig(huggingFaceConfig: url); return nil } catch { return error }
+        }
+        XCTAssertNil(try config(", \"model_type\": \"bert\""))
+        XCTAssertEqual(try config(", \"model_type\": \"roberta\"") as? ModelError,
+                       .unsupportedArchitecture(file: url.path, key: "model_type", value: "roberta"))
+        XCTAssertEqual(try config(", \"model_type\": \"bert\", \"position_embedding_type\": \"relative_key\"") as? ModelError,
+                       .unsupportedFeature(file: url.path, key: "position_embedding_type", value: "relative_key"))
+        XCTAssertEqual(try config(", \"model_type\": \"bert\", \"hidden_act\": \"swish\"") as? ModelError,
+                       .unsupportedFeature(file: url.path, key: "hidden_act", value: "swish"))
+        XCTAssertEqual(try config(", \"model_type\": \"bert\", \"num_attention_heads\": 5") as? ModelError,
+                       .invalidValue(file: url.path, key: "num_attention_heads", reason: "5 does not divide hidden_size 16"))
+        // Weights with only the embedding tables: the first missing tensor is named.
+        _ = try config(", \"model_type\": \"bert\"")
+        var rng = RandomGenerator(seed: 1)
+        let model = try BertModel(randomWeights: BertConfig(vocabSize: 40, hiddenSize: 16, layerCount: 2, headCount: 4, intermediateSize: 32,
+                                                            maxPositions: 512), rng: &rng)
+        var entries: [SafeTensorsEntry] = [.float("embeddings.word_embeddings.weight", model.wordEmbeddings.value),
+                                           .float("embeddings.position_embeddings.weight", model.positionEmbeddings.value)]
+        entries.append(.float("embeddings.token_type_embeddings.weight", model.tokenTypeEmbeddings.value))
+        try SafeTensorsWriter.write(entries, metadata: ["format": "pt"], to: dir.appendingPathComponent("model.safetensors"))
+        XCTAssertThrowsError(try BertModel.load(directory: dir)) { error in
+            XCTAssertEqual(error as? ModelError, .missingTensor(file: dir.path, tensor: "encoder.layer.0.attention.self.query.weight"))
+        }
+    }
 }
