@@ -38,7 +38,7 @@ echo "== work folder $work, llama.cpp $bin, threads $threads"
 "$lorakit" merge --model "$smol" --to gguf --type f32 --out "$work/base-f32.gguf" --overwrite >/dev/null
 "$lorakit" demo dates --out "$work/data" --format completion --train 256 --valid 16 --test 16 >/dev/null
 "$lorakit" train --model "$smol" --data "$work/data" --out "$work/run" --rank 8 --alpha 16 --targets all-linear \
-    --iters 40 --batch-size 4 --max-length 64 --learning-rate 1e-3 --eval-every 0 --save-every 0 --overwrite >"$work/train.log" 2>&1
+    --iters 20 --batch-size 4 --max-length 64 --learning-rate 1e-3 --eval-every 0 --save-every 0 --overwrite >"$work/train.log" 2>&1
 "$lorakit" export --adapter "$work/run" --to gguf --model "$work/base-f32.gguf" --out "$work/adapter.gguf" --overwrite
 prompt=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["prompt"], end="")' "$work/data/test.jsonl")
 
