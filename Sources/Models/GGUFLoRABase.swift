@@ -77,3 +77,34 @@ public struct GGUFLoRABase: Sendable {
     /// The llama.cpp name a module path would have, for errors about modules the base lacks.
     static func tensorName(forPath path: String) -> String? { GGUFWeights.ggufName(path + ".weight") }
 }
+
+extension GGUFLoRABase {
+    /// The Hugging Face module path of a llama.cpp projection weight (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj`).
+    public static func modulePath(forTensor name: String) -> String? {
+        if name == "output.weight" { return "lm_head" }
+        let parts = name.split(separator: ".").map(String.init)
+        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), parts[3] == "weight" else { return nil }
+        let modules = ["attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+                       "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"]
+        return modules[parts[2]].map { "model.layers.\(layer).\($0)" }
+    }
+
+    /// A base described by the adapter file itself (its architecture, and for each pair the module and dims the
+    /// tensors imply), for analyses without the base model. q/k lora_B rows stay in llama.cpp's order: singular
+    /// values and ranks do not depend on row order, but ΔW is not in Hugging Face row order.
+    public init(adapterFile file: GGUFFile) throws {
+        let name = file.metadata["general.architecture"]?.stringValue ?? ""
+        let arch = GGUFArchitecture.named(name) ?? GGUFArchitecture(name: name, permutesQueryKeyRows: false)
+        var modules: [GGUFLoRABaseModule] = []
+        var layers = 0
+        for t in file.tensors where t.name.hasSuffix(".lora_a") {
+            let base = String(t.name.dropLast(7))
+            guard let path = Self.modulePath(forTensor: base), let b = file.tensorInfo(base + ".lora_b"), t.dimensions.count == 2, b.dimensions.count == 2 else {
+                throw GGUFAdapterError.unsupported(file: file.path, subject: t.name, reason: "not a llama.cpp projection LoRA (or its .lora_b is missing)")
+            }
+            if let layer = Int(path.split(separator: ".").dropFirst(2).first ?? "") { layers = max(layers, layer + 1) }
+            modules.append(GGUFLoRABaseModule(path: path, tensorName: base, outFeatures: b.dimensions[1], inFeatures: t.dimensions[0], ropeHeads: nil))
+        }
+        self.init(architecture: GGUFArchitecture(name: arch.name, permutesQueryKeyRows: false), layerCount: layers, source: file.path, modules: modules)
+    }
+}
