@@ -38,7 +38,8 @@ struct Merge: ParsableCommand {
         if to == "gguf" {
             let s = try MergedGGUFWriter.merge(model: URL(fileURLWithPath: model), adapter: adapter.map { URL(fileURLWithPath: $0) },
                                                to: URL(fileURLWithPath: out), type: ggufType!, overwrite: overwrite)
-            print("Merged adapter into \(s.mergedModules.count) modules" + (s.mergedModules.first.map { " (\($0), …)" } ?? ""))
+            if adapter == nil { print("No adapter: converting the base") }
+            else { print("Merged adapter into \(s.mergedModules.count) modules" + (s.mergedModules.first.map { " (\($0), …)" } ?? "")) }
             print(String(format: "Wrote %@: %d tensors, %.1f MB, matrices %@%@ (%.1f s)", out, s.tensorCount, Double(s.bytes) / 1e6, s.type.name,
                          s.f16Fallbacks.isEmpty ? "" : " (\(s.f16Fallbacks.count) as F16: rows not whole blocks)", Date().timeIntervalSince(started)))
             return
