@@ -36,7 +36,12 @@ extension LlamaConfig {
             "torch_dtype": .string(dtype),
             "dtype": .string(dtype),
         ]
-        if isQwen2 {
+        if queryKeyNorm {  // Qwen 3: q/k norms; its biases follow attention_bias
+            object["architectures"] = .array([.string("Qwen3ForCausalLM")])
+            object["model_type"] = .string("qwen3")
+            object["attention_bias"] = .bool(qkvBias)
+            object["use_sliding_window"] = .bool(false)
+        } else if isQwen2 {
             object["use_sliding_window"] = .bool(false)
         } else {
             object["attention_bias"] = .bool(qkvBias)

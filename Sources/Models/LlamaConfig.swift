@@ -30,6 +30,10 @@ public struct LlamaConfig: Equatable, Sendable {
     public var bosTokenID: Int?
     /// Ids that end generation (config.json may list several).
     public var eosTokenIDs: [Int]
+    /// The GGUF architecture name of this family (`general.architecture`): llama, qwen2 or qwen3.
+    public var architecture: String = "llama"
+    /// A per-head RMSNorm on q and k before rope (Qwen 3: q_norm / k_norm, weights [headDim]).
+    public var queryKeyNorm: Bool = false
 
     public init(vocabSize: Int, hiddenSize: Int, intermediateSize: Int, layerCount: Int, headCount: Int,
                 kvHeadCount: Int, headDim: Int? = nil, ropeTheta: Float = 10_000, rmsNormEps: Float = 1e-5,
@@ -82,9 +86,11 @@ extension LlamaConfig {
         let source = file.path
         let architecture = file.metadata["general.architecture"]?.stringValue
         guard let architecture else { throw ModelError.missingKey(file: source, key: "general.architecture") }
-        guard architecture == "llama" else {
+        guard let arch = GGUFArchitecture.named(architecture) else {
             throw ModelError.unsupportedArchitecture(file: source, key: "general.architecture", value: architecture)
         }
+        let p = arch.name  // hyper-parameter keys are "<architecture>.<name>"
+        let qkNorm = file.tensorInfo("blk.0.attn_q_norm.weight") != nil
         func int(_ key: String, default value: Int? = nil) throws -> Int {
             guard let raw = file.metadata[key] else {
                 if let value { return value }
@@ -101,31 +107,38 @@ extension LlamaConfig {
             guard let v = raw.floatValue else { throw ModelError.invalidValue(file: source, key: key, reason: "expected a number, got \(raw.summary())") }
             return v
         }
-        let hidden = try int("llama.embedding_length"), heads = try int("llama.attention.head_count")
-        guard heads > 0 else { throw ModelError.invalidValue(file: source, key: "llama.attention.head_count", reason: "\(heads) is not positive") }
-        let headDim = hidden / heads
-        let ropeDim = try int("llama.rope.dimension_count", default: headDim)
+        let hidden = try int("\(p).embedding_length"), heads = try int("\(p).attention.head_count")
+        guard heads > 0 else { throw ModelError.invalidValue(file: source, key: "\(p).attention.head_count", reason: "\(heads) is not positive") }
+        // Qwen 3 may set head_dim apart from hidden/heads; llama.cpp records it as key_length.
+        let headDim = try int("\(p).attention.key_length", default: hidden / heads)
+        let valueDim = try int("\(p).attention.value_length", default: headDim)
+        guard valueDim == headDim else {
+            throw ModelError.unsupportedFeature(file: source, key: "\(p).attention.value_length", value: "\(valueDim) (differs from key_length \(headDim))")
+        }
+        let ropeDim = try int("\(p).rope.dimension_count", default: headDim)
         guard ropeDim == headDim else {
-            throw ModelError.unsupportedFeature(file: source, key: "llama.rope.dimension_count", value: "\(ropeDim) (partial rotary; head dim is \(headDim))")
+            throw ModelError.unsupportedFeature(file: source, key: "\(p).rope.dimension_count", value: "\(ropeDim) (partial rotary; head dim is \(headDim))")
         }
-        if let scaling = file.metadata["llama.rope.scaling.type"]?.stringValue, scaling != "none" {
-            throw ModelError.unsupportedFeature(file: source, key: "llama.rope.scaling.type", value: scaling)
+        if let scaling = file.metadata["\(p).rope.scaling.type"]?.stringValue, scaling != "none" {
+            throw ModelError.unsupportedFeature(file: source, key: "\(p).rope.scaling.type", value: scaling)
         }
-        var vocab = try int("llama.vocab_size", default: file.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0)
+        var vocab = try int("\(p).vocab_size", default: file.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0)
         if vocab == 0, let embedding = file.tensorInfo("token_embd.weight") { vocab = embedding.shape[0] }
         let eos = try file.metadata["tokenizer.ggml.eos_token_id"].map { _ in try int("tokenizer.ggml.eos_token_id") }
         let bos = try file.metadata["tokenizer.ggml.bos_token_id"].map { _ in try int("tokenizer.ggml.bos_token_id") }
-        self.init(vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("llama.feed_forward_length"),
-                  layerCount: try int("llama.block_count"), headCount: heads,
-                  kvHeadCount: try int("llama.attention.head_count_kv", default: heads), headDim: headDim,
-                  ropeTheta: try float("llama.rope.freq_base", default: 10_000),
-                  rmsNormEps: try float("llama.attention.layer_norm_rms_epsilon"),
-                  contextLength: try int("llama.context_length", default: 2048),
+        self.init(vocabSize: vocab, hiddenSize: hidden, intermediateSize: try int("\(p).feed_forward_length"),
+                  layerCount: try int("\(p).block_count"), headCount: heads,
+                  kvHeadCount: try int("\(p).attention.head_count_kv", default: heads), headDim: headDim,
+                  ropeTheta: try float("\(p).rope.freq_base", default: 10_000),
+                  rmsNormEps: try float("\(p).attention.layer_norm_rms_epsilon"),
+                  contextLength: try int("\(p).context_length", default: 2048),
                   tieWordEmbeddings: file.tensorInfo("output.weight") == nil,
                   qkvBias: file.tensorInfo("blk.0.attn_q.bias") != nil,
                   outputProjectionBias: file.tensorInfo("blk.0.attn_output.bias") != nil,
                   mlpBias: file.tensorInfo("blk.0.ffn_up.bias") != nil,
                   bosTokenID: bos, eosTokenIDs: eos.map { [$0] } ?? [])
+        self.architecture = arch.name
+        self.queryKeyNorm = qkNorm
         try validate(source: source)
     }
 }
@@ -134,7 +147,7 @@ extension LlamaConfig {
 
 extension LlamaConfig {
     /// Model types read from config.json: Llama itself and the families with the same decoder.
-    public static let huggingFaceModelTypes: Set<String> = ["llama", "qwen2", "mistral"]
+    public static let huggingFaceModelTypes: Set<String> = ["llama", "qwen2", "qwen3", "mistral"]
 
     /// Reads a Hugging Face config.json (`model_type` llama, qwen2 or mistral without sliding windows).
     public init(huggingFaceConfig url: URL) throws {
@@ -210,6 +223,8 @@ extension LlamaConfig {
                   qkvBias: modelType == "qwen2" || attentionBias, outputProjectionBias: modelType != "qwen2" && attentionBias,
                   mlpBias: try flag("mlp_bias", default: false),
                   bosTokenID: try value("bos_token_id").map { _ in try int("bos_token_id") }, eosTokenIDs: eos)
+        architecture = GGUFArchitecture.forHuggingFaceModelType(modelType)?.name ?? "llama"
+        queryKeyNorm = modelType == "qwen3"
         try validate(source: source)
     }
 }

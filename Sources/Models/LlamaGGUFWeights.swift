@@ -22,7 +22,8 @@ public final class LlamaGGUFWeights: @unchecked Sendable {
     public init(file: GGUFFile) throws {
         self.file = file
         config = try LlamaConfig(gguf: file)
-        reader = GGUFWeights(file: file, keepQuantized: false)
+        reader = GGUFWeights(file: file, keepQuantized: false,
+                             permutesQueryKeyRows: GGUFArchitecture.named(config.architecture)?.permutesQueryKeyRows ?? true)
     }
 
     /// llama.cpp's tensor name for a Hugging Face weight name (`model.layers.3.self_attn.q_proj.weight` →

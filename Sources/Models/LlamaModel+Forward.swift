@@ -36,8 +36,13 @@ extension LlamaModel {
         let a = layer.attention
         // [B·T, heads·D] → [B, heads, T, D]
         func heads(_ y: Variable, _ n: Int) -> Variable { permute(reshape(y, [batch, length, n, c.headDim]), [0, 2, 1, 3]) }
-        let q = try rotaryEmbedding(heads(a.qProj.forward(x, rng: &rng, training: training), c.headCount), table: table, layout: .halfSplit)
-        let k = try rotaryEmbedding(heads(a.kProj.forward(x, rng: &rng, training: training), c.kvHeadCount), table: table, layout: .halfSplit)
+        // Qwen 3's q/k norms act on each head's D values: [B·T, n·D] viewed as [B·T·n, D].
+        func headNorm(_ y: Variable, _ weight: Variable?, _ n: Int) throws -> Variable {
+            guard let weight else { return y }
+            return reshape(try rmsNorm(reshape(y, [batch * length * n, c.headDim]), weight: weight, eps: c.rmsNormEps), [batch * length, n * c.headDim])
+        }
+        let q = try rotaryEmbedding(heads(headNorm(a.qProj.forward(x, rng: &rng, training: training), a.queryNorm, c.headCount), c.headCount), table: table, layout: .halfSplit)
+        let k = try rotaryEmbedding(heads(headNorm(a.kProj.forward(x, rng: &rng, training: training), a.keyNorm, c.kvHeadCount), c.kvHeadCount), table: table, layout: .halfSplit)
         let v = heads(a.vProj.forward(x, rng: &rng, training: training), c.kvHeadCount)
         let attended = try scaledDotProductAttention(q: q, k: k, v: v, causal: true)   // [B, heads, T, D]
         let merged = reshape(permute(attended, [0, 2, 1, 3]), [batch * length, c.queryWidth])

@@ -52,6 +52,12 @@ extension LlamaModel {
                 }
                 let a = layer.attention
                 AdaptedLinear.apply([a.qProj, a.kProj, a.vProj], x: ws.normed, rows: n, outputs: [ws.q, ws.k, ws.v])
+                for (norm, buffer, count) in [(a.queryNorm, ws.q, hq), (a.keyNorm, ws.k, hkv)] {  // Qwen 3: per-head q/k RMSNorm
+                    guard let norm else { continue }
+                    norm.value.withUnsafeBufferPointer { w in
+                        rmsNormForward(out: buffer, rstdOut: nil, x: buffer, weight: w.baseAddress!, rows: n * count, dim: dh, eps: c.rmsNormEps)
+                    }
+                }
                 // Token-major [n, heads, D] is [batch n, heads, length 1, D] with one position per "batch" row.
                 rotaryApply(out: ws.q, x: ws.q, cos: cp, sin: sp, batch: n, heads: hq, length: 1, dim: dh,
                             perBatchPositions: true, layout: .halfSplit, inverse: false)

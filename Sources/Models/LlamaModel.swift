@@ -17,6 +17,8 @@ import PEFT
 public final class LlamaAttention {
     /// [heads·headDim, hidden], [kvHeads·headDim, hidden], [kvHeads·headDim, hidden], [hidden, heads·headDim].
     public let qProj: AdaptedLinear, kProj: AdaptedLinear, vProj: AdaptedLinear, oProj: AdaptedLinear
+    /// Qwen 3: RMSNorm weights [headDim] applied to every head of q and of k before rope (q_norm / k_norm).
+    public var queryNorm: Variable?, keyNorm: Variable?
 
     public init(qProj: AdaptedLinear, kProj: AdaptedLinear, vProj: AdaptedLinear, oProj: AdaptedLinear) {
         self.qProj = qProj; self.kProj = kProj; self.vProj = vProj; self.oProj = oProj
@@ -127,6 +129,10 @@ public final class LlamaModel: AdaptableModel, Module {
             let mlp = LlamaMLP(gateProj: linear(p + "mlp.gate_proj", c.intermediateSize, c.hiddenSize, bias: c.mlpBias),
                                upProj: linear(p + "mlp.up_proj", c.intermediateSize, c.hiddenSize, bias: c.mlpBias),
                                downProj: linear(p + "mlp.down_proj", c.hiddenSize, c.intermediateSize, bias: c.mlpBias))
+            if c.queryKeyNorm {
+                attention.queryNorm = Variable(Tensor(repeating: 1, shape: [c.headDim]))
+                attention.keyNorm = Variable(Tensor(repeating: 1, shape: [c.headDim]))
+            }
             return LlamaDecoderLayer(inputNorm: Variable(Tensor(repeating: 1, shape: [c.hiddenSize])), attention: attention,
                                      postAttentionNorm: Variable(Tensor(repeating: 1, shape: [c.hiddenSize])), mlp: mlp)
         }
@@ -156,6 +162,8 @@ public final class LlamaModel: AdaptableModel, Module {
         for (i, layer) in layers.enumerated() {
             out.append(("model.layers.\(i).input_layernorm.weight", layer.inputNorm))
             for l in layer.linears[0..<4] { add(l) }
+            if let n = layer.attention.queryNorm { out.append(("model.layers.\(i).self_attn.q_norm.weight", n)) }
+            if let n = layer.attention.keyNorm { out.append(("model.layers.\(i).self_attn.k_norm.weight", n)) }
             out.append(("model.layers.\(i).post_attention_layernorm.weight", layer.postAttentionNorm))
             for l in layer.linears[4...] { add(l) }
         }
@@ -193,6 +201,7 @@ public final class LlamaModel: AdaptableModel, Module {
         var total = bytes(embedding) + norm.value.count * 4
         for layer in layers {
             total += (layer.inputNorm.value.count + layer.postAttentionNorm.value.count) * 4
+            total += ((layer.attention.queryNorm?.value.count ?? 0) + (layer.attention.keyNorm?.value.count ?? 0)) * 4
             for l in layer.linears { total += bytes(l.base) + (l.bias?.value.count ?? 0) * 4 }
         }
         if let lmHead { total += bytes(lmHead.base) }

@@ -90,9 +90,13 @@ final class GGUFWeights: LlamaWeightReader {
     let file: GGUFFile
     /// Keep quantized matrices quantized (false: dequantize everything to Float32).
     let keepQuantized: Bool
+    /// The file's q/k rows are in llama.cpp's interleaved rope order (architecture llama; not qwen2/qwen3).
+    let permutesQueryKeyRows: Bool
     var source: String { file.path }
 
-    init(file: GGUFFile, keepQuantized: Bool) { self.file = file; self.keepQuantized = keepQuantized }
+    init(file: GGUFFile, keepQuantized: Bool, permutesQueryKeyRows: Bool = true) {
+        self.file = file; self.keepQuantized = keepQuantized; self.permutesQueryKeyRows = permutesQueryKeyRows
+    }
 
     /// llama.cpp's tensor name for a Hugging Face name (nil for names GGUF has no counterpart for).
     static func ggufName(_ hf: String) -> String? {
@@ -110,7 +114,7 @@ final class GGUFWeights: LlamaWeightReader {
         }
         let names = ["self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
                      "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-                     "mlp.down_proj": "ffn_down"]
+                     "mlp.down_proj": "ffn_down", "self_attn.q_norm": "attn_q_norm", "self_attn.k_norm": "attn_k_norm"]
         return names[parts[3] + "." + parts[4]].map { "blk.\(layer).\($0).\(parts[5])" }
     }
 
@@ -123,8 +127,9 @@ final class GGUFWeights: LlamaWeightReader {
 
     func contains(_ name: String) -> Bool { Self.ggufName(name).map { file.tensorInfo($0) != nil } ?? false }
 
-    func matrix(_ hf: String, ropeHeads: Int?) throws -> LinearBase {
+    func matrix(_ hf: String, ropeHeads requested: Int?) throws -> LinearBase {
         let (name, info) = try info(hf)
+        let ropeHeads = permutesQueryKeyRows ? requested : nil
         guard info.dimensions.count == 2 else {
             throw ModelError.tensorShape(file: source, tensor: name, expected: [-1, -1], got: info.shape)
         }
@@ -199,7 +204,7 @@ extension LlamaModel {
             var b: Variable?
             if bias {
                 var t = try vector(path + ".bias", rows)
-                if let heads = ropeHeads, weights is GGUFWeights {  // a bias follows its rows
+                if let heads = ropeHeads, let gguf = weights as? GGUFWeights, gguf.permutesQueryKeyRows {  // a bias follows its rows
                     t = Variable(GGUFWeights.reorderRows(t.value.reshaped([rows, 1]), GGUFWeights.huggingFaceRowOrder(rows: rows, heads: heads)).reshaped([rows]), requiresGrad: false, name: t.name)
                 }
                 b = t
@@ -217,6 +222,10 @@ extension LlamaModel {
                 kProj: try linear(p + "self_attn.k_proj", c.kvWidth, c.hiddenSize, bias: c.qkvBias, ropeHeads: c.kvHeadCount),
                 vProj: try linear(p + "self_attn.v_proj", c.kvWidth, c.hiddenSize, bias: c.qkvBias),
                 oProj: try linear(p + "self_attn.o_proj", c.hiddenSize, c.queryWidth, bias: c.outputProjectionBias))
+            if c.queryKeyNorm {
+                attention.queryNorm = try vector(p + "self_attn.q_norm.weight", c.headDim)
+                attention.keyNorm = try vector(p + "self_attn.k_norm.weight", c.headDim)
+            }
             let mlp = LlamaMLP(gateProj: try linear(p + "mlp.gate_proj", c.intermediateSize, c.hiddenSize, bias: c.mlpBias),
                                upProj: try linear(p + "mlp.up_proj", c.intermediateSize, c.hiddenSize, bias: c.mlpBias),
                                downProj: try linear(p + "mlp.down_proj", c.hiddenSize, c.intermediateSize, bias: c.mlpBias))

@@ -91,7 +91,7 @@ public enum MergedModelWriter {
                              overwrite: Bool = false) throws -> MergedModelSummary {
         try checkDestination(output, source: model, overwrite: overwrite)  // fail before the slow part
         let loaded = try ModelLoader.load(model, options: ModelLoadOptions(keepQuantized: false))
-        let config = try AdapterFiles.load(into: loaded.model, from: adapter)
+        let config = try ModelAdapters.load(into: loaded.model, from: adapter)  // PEFT directory or GGUF LoRA file
         try loaded.model.mergeAdapters(safe: true)
         let merged = loaded.model.adaptedLinears.filter { !$0.mergedAdapterNames.isEmpty }.map(\.path)
         return try write(loaded, to: output, precision: precision, overwrite: overwrite, mergedModules: merged, adapterType: config.peftType)

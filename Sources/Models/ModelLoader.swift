@@ -38,7 +38,9 @@ public enum ModelLoader {
     public static func loadGGUF(_ url: URL, options: ModelLoadOptions = ModelLoadOptions()) throws -> LoadedModel {
         let file = try GGUFFile(url: url)
         let config = try LlamaConfig(gguf: file)
-        let model = try LlamaModel(config: config, weights: GGUFWeights(file: file, keepQuantized: options.keepQuantized))
+        let permutes = GGUFArchitecture.named(config.architecture)?.permutesQueryKeyRows ?? true
+        let model = try LlamaModel(config: config, weights: GGUFWeights(file: file, keepQuantized: options.keepQuantized,
+                                                                        permutesQueryKeyRows: permutes))
         let tokenizer = try BPETokenizer(gguf: file)
         guard tokenizer.vocabularySize <= config.vocabSize else {
             throw ModelError.invalidValue(file: file.path, key: "tokenizer.ggml.tokens",

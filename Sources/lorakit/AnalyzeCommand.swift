@@ -1,6 +1,7 @@
 import Analysis
 import ArgumentParser
 import Foundation
+import Models
 
 /// `lorakit analyze …`: the LoRA paper's low-rank experiments on the user's own weights and adapters.
 struct Analyze: ParsableCommand {
@@ -21,7 +22,7 @@ struct Analyze: ParsableCommand {
 
         @Argument(help: "Weights file, model directory, or adapter directory.") var path: String?
         @Option(name: .customLong("tensor"), help: "A 2-D tensor of PATH to analyse (repeatable).") var tensors: [String] = []
-        @Option(help: "Adapter directory (adapter_config.json + adapter_model.safetensors).") var adapter: String?
+        @Option(help: "Adapter directory (adapter_config.json + adapter_model.safetensors) or a llama.cpp GGUF LoRA file.") var adapter: String?
         @Option(help: "Write a log-scale plot of the singular values to this SVG file.") var svg: String?
         @Flag(help: "Print the per-k table (σ_k, energy, error) for every matrix, not only when there are ≤ 4.")
         var details = false
@@ -37,7 +38,7 @@ struct Analyze: ParsableCommand {
             let spectra: [Spectrum]
             let source: String
             if let adapterPath = adapter ?? path.flatMap({ isAdapterDirectory($0) && tensors.isEmpty ? $0 : nil }) {
-                let weights = try AdapterWeights.load(from: URL(fileURLWithPath: adapterPath))
+                let weights = try AdapterWeights.load(adapter: URL(fileURLWithPath: adapterPath))
                 spectra = try Spectrum.of(adapter: weights)
                 source = adapterPath
             } else {
@@ -80,15 +81,21 @@ struct Analyze: ParsableCommand {
                 Independent random subspaces give φ(i, j) ≈ max(i, j)/n.
                 """)
 
-        @Argument(help: "First adapter directory.") var first: String
-        @Argument(help: "Second adapter directory.") var second: String
+        @Argument(help: "First adapter: a PEFT directory or a llama.cpp GGUF LoRA file.") var first: String
+        @Argument(help: "Second adapter: a PEFT directory or a llama.cpp GGUF LoRA file.") var second: String
         @Option(help: "Which singular vectors to compare: a-right or delta-left.") var mode: SubspaceSource = .aRight
         @Option(help: "Write one φ heatmap per module into this directory.") var svgDir: String?
         @Flag(help: "Print machine-readable JSON (includes the full φ grids).") var json = false
 
         func run() throws {
-            let a = try AdapterWeights.load(from: URL(fileURLWithPath: first))
-            let b = try AdapterWeights.load(from: URL(fileURLWithPath: second))
+            let urls = [URL(fileURLWithPath: first), URL(fileURLWithPath: second)]
+            // A GGUF file read without its base keeps llama.cpp's q/k row order: ΔW's left vectors then differ from a
+            // PEFT adapter's by a row permutation (A's right vectors do not).
+            if mode == .deltaLeft && ModelAdapters.isGGUF(urls[0]) != ModelAdapters.isGGUF(urls[1]) {
+                throw ValidationError("--mode delta-left compares ΔW rows; convert the GGUF adapter with `lorakit export --to peft` first, or use a-right")
+            }
+            let a = try AdapterWeights.load(adapter: urls[0])
+            let b = try AdapterWeights.load(adapter: urls[1])
             let result = try AdapterSimilarity.compare(a, b, source: mode)
             var written: [String] = []
             if let svgDir {
@@ -117,13 +124,13 @@ struct Analyze: ParsableCommand {
             abstract: "How strongly ΔW amplifies directions of W: ‖ΔW‖_F / ‖UᵀWV‖_F per module (LoRA paper, Table 7).")
 
         @Option(help: "Base model: a .safetensors file, a Hugging Face model directory, or a Llama-family .gguf file (dequantized).") var model: String
-        @Option(help: "Adapter directory.") var adapter: String
+        @Option(help: "Adapter directory, or a llama.cpp GGUF LoRA file (with a .gguf or Hugging Face directory --model).") var adapter: String
         @Option(help: "Seed of the random baseline subspaces.") var seed: UInt64 = 0
         @Flag(help: "Print machine-readable JSON.") var json = false
 
         func run() throws {
             let base = try TensorSource(url: URL(fileURLWithPath: model))
-            let weights = try AdapterWeights.load(from: URL(fileURLWithPath: adapter))
+            let weights = try AdapterWeights.load(adapter: URL(fileURLWithPath: adapter)) { try Export.base(URL(fileURLWithPath: model)) }
             let report = try AmplificationReport.measure(adapter: weights, base: base, seed: seed)
             if json {
                 struct Output: Encodable { let model: String; let adapter: String; let amplification: AmplificationReport }

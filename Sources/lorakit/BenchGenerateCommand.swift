@@ -14,6 +14,8 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Prompt length for the prefill measurement.") var promptTokens: Int = 512
     @Option(help: "Tokens generated for the decode measurement.") var newTokens: Int = 256
     @Option(help: "Timed repetitions of the prefill (the best is reported).") var repeats: Int = 3
+    @Option(help: "llama.cpp's llama-bench executable: also measure it on the same GGUF with the same thread count and report ratios.")
+    var llamaBench: String?
 
     func validate() throws {
         guard promptTokens > 0, newTokens > 0, repeats > 0 else {
@@ -61,7 +63,19 @@ struct BenchGenerate: ParsableCommand {
             "model_weight_bytes": m.weightBytes, "kv_cache_bytes": cache.byteCount,
             "rss_bytes": residentBytes, "peak_rss_bytes": peakResidentBytes,
         ]
-        let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+        var report = json
+        if let llamaBench {
+            let theirs = try LlamaBenchRunner(executable: llamaBench).run(model: model, promptTokens: promptTokens, newTokens: newTokens,
+                                                                           threads: blas.threads, repeats: repeats)
+            let prefill = Double(promptTokens) / bestPrefill, decode = Double(newTokens) / fromEmpty
+            report["llama_bench"] = ["prefill_tokens_per_second": (theirs.prefillTokensPerSecond * 10).rounded() / 10,
+                                     "decode_tokens_per_second": (theirs.decodeTokensPerSecond * 10).rounded() / 10,
+                                     "threads": blas.threads, "build": theirs.build, "command": theirs.commandLine] as [String: Any]
+            // > 1: LoRAKit is faster. llama-bench reports the mean of its repetitions, LoRAKit the best prefill.
+            report["prefill_ratio_lorakit_over_llama_cpp"] = (prefill / theirs.prefillTokensPerSecond * 1000).rounded() / 1000
+            report["decode_ratio_lorakit_over_llama_cpp"] = (decode / theirs.decodeTokensPerSecond * 1000).rounded() / 1000
+        }
+        let data = try JSONSerialization.data(withJSONObject: report, options: [.prettyPrinted, .sortedKeys])
         print(String(decoding: data, as: UTF8.self))
     }
 

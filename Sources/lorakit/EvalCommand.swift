@@ -14,7 +14,7 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Model: a .gguf file or a Hugging Face directory.") var model: String
     @Option(help: "JSONL file to evaluate.") var data: String
-    @Option(help: "A PEFT LoRA or AdaLoRA adapter directory to apply.") var adapter: String?
+    @Option(help: "A PEFT LoRA or AdaLoRA adapter directory, or a llama.cpp GGUF LoRA file, to apply.") var adapter: String?
     @Option(help: "Rows per loss batch.") var batchSize = 8
     @Option(help: "Longest sequence in tokens (longer examples are cut).") var maxLength = 2048
     @Option(help: "Evaluate only the first N examples (0: all).") var limit = 0
@@ -37,7 +37,7 @@ struct Eval: ParsableCommand {
         }
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
         guard let tokenizer = loaded.tokenizer else { throw ValidationError("\(model): the model has no tokenizer") }
-        if let adapter { _ = try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: adapter)) }
+        if let adapter { _ = try ModelAdapters.load(into: loaded.model, from: URL(fileURLWithPath: adapter)) }
         var file = try TrainingDataFile.load(URL(fileURLWithPath: data))
         if limit > 0 && limit < file.examples.count {
             file = TrainingDataFile(path: file.path, examples: Array(file.examples.prefix(limit)),

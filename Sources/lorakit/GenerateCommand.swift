@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Models
 import Tokenizers
+import Formats
 
 /// `lorakit generate`: one completion (or one chat reply with --chat), streamed to standard output.
 struct Generate: ParsableCommand {
@@ -12,9 +13,12 @@ struct Generate: ParsableCommand {
     @Option(help: "The prompt text.") var prompt: String
     @Flag(help: "Wrap the prompt as a user message in the model's chat template.") var chat = false
     @Option(help: "System message for --chat (default: the template's own, if any).") var system: String?
+    @Option(help: "With --temperature 0: write each greedy token's id, logit and runner-up margin to this JSON file (exactly --max-tokens tokens, no early stop).")
+    var trace: String?
 
     func validate() throws {
         if system != nil && !chat { throw ValidationError("--system needs --chat") }
+        if trace != nil && generation.temperature != 0 { throw ValidationError("--trace needs --temperature 0 (greedy)") }
     }
 
     func run() throws {
@@ -29,6 +33,12 @@ struct Generate: ParsableCommand {
             ids = encodeChat(t.render(messages), tokenizer: tokenizer)
         } else {
             ids = tokenizer.encode(prompt).map { Int32($0) }
+        }
+        if let trace {
+            let steps = try GreedyTrace.run(model: generator.model, tokenizer: tokenizer, prompt: ids, count: generation.maxTokens)
+            print(steps.map(\.piece).joined())
+            try AtomicFile.write(GreedyTrace.json(prompt: ids, steps: steps), to: URL(fileURLWithPath: trace))
+            return
         }
         _ = try generation.streamReply(generator, prompt: ids, options: generation.options(endOfTurn: template, tokenizer: tokenizer))
         print()

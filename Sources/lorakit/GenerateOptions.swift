@@ -9,7 +9,7 @@ import TensorCore
 struct GenerationArguments: ParsableArguments {
     @Option(help: "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).")
     var model: String
-    @Option(help: "A PEFT LoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors) to apply.")
+    @Option(help: "A PEFT LoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors), or a llama.cpp GGUF LoRA file, to apply.")
     var adapter: String?
     @Option(help: "Chat layout when the model's template is missing or to override it: chatml or llama3.")
     var chatFormat: String?
@@ -37,7 +37,7 @@ struct GenerationArguments: ParsableArguments {
         try BLAS.ensureAvailable()
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
         if let adapter {
-            try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: adapter))  // LoRA or AdaLoRA, by peft_type
+            try ModelAdapters.load(into: loaded.model, from: URL(fileURLWithPath: adapter))  // PEFT LoRA/AdaLoRA, or a GGUF LoRA
         }
         return (try Generator(loaded), loaded)
     }

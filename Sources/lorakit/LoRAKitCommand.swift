@@ -18,5 +18,6 @@ struct LoRAKitCommand: ParsableCommand {
             Chat.self,
             Merge.self,
             Embed.self,
+            Export.self,
         ])
 }

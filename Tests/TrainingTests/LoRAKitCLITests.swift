@@ -145,6 +145,52 @@ final class LoRAKitCLITests: XCTestCase {
         print("lorakit merge: eval loss merged \(a), base+adapter \(b), bf16 \(halfEval["loss"] ?? "-")")
     }
 
+    /// `export --to gguf` and back, `--adapter FILE.gguf`, `merge --to gguf` and `--trace`: every path generates the
+    /// PEFT adapter's greedy text; bad input is refused naming the option or tensor.
+    func testExportToGGUFAndBackAndMergeToGGUFGenerateTheSameText() throws {
+        let prompt = ["--prompt", "Hello world, the", "--temperature", "0", "--max-tokens", "12"]
+        let reference = try lorakit(["generate", "--model", gguf.path, "--adapter", adapter.path] + prompt)
+        XCTAssertEqual(reference.status, 0, reference.stderr)
+        let file = directory.appendingPathComponent("adapter.gguf")
+        let export = try lorakit(["export", "--adapter", adapter.path, "--to", "gguf", "--model", gguf.path, "--out", file.path])
+        XCTAssertEqual(export.status, 0, export.stderr)
+        XCTAssertTrue(export.stdout.contains("4 modules") && export.stdout.contains("adapter.lora.alpha = 8.0"), export.stdout)
+        let viaGGUF = try lorakit(["generate", "--model", gguf.path, "--adapter", file.path] + prompt)
+        XCTAssertEqual(viaGGUF.stdout, reference.stdout, viaGGUF.stderr)
+
+        let back = directory.appendingPathComponent("back")
+        XCTAssertEqual(try lorakit(["export", "--adapter", file.path, "--to", "peft", "--model", gguf.path, "--out", back.path]).status, 0)
+        XCTAssertEqual(try lorakit(["generate", "--model", gguf.path, "--adapter", back.path] + prompt).stdout, reference.stdout)
+
+        let merged = directory.appendingPathComponent("merged.gguf")
+        let merge = try lorakit(["merge", "--model", gguf.path, "--adapter", file.path, "--to", "gguf", "--type", "f32", "--out", merged.path])
+        XCTAssertEqual(merge.status, 0, merge.stderr)
+        XCTAssertEqual(try lorakit(["generate", "--model", merged.path] + prompt).stdout, reference.stdout)
+
+        let trace = directory.appendingPathComponent("trace.json")
+        let traced = try lorakit(["generate", "--model", merged.path, "--trace", trace.path] + prompt)
+        XCTAssertEqual(traced.stdout, reference.stdout, traced.stderr)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: trace)) as? [String: Any])
+        let steps = try XCTUnwrap(json["steps"] as? [[String: Any]])
+        XCTAssertEqual(steps.count, 12)
+        XCTAssertTrue(steps.allSatisfy { ($0["margin"] as? Double ?? -1) >= 0 })
+
+        func refused(_ arguments: [String], _ needles: [String]) throws {
+            let run = try lorakit(arguments)
+            XCTAssertNotEqual(run.status, 0, "\(arguments) succeeded")
+            for needle in needles { XCTAssertTrue(run.stderr.contains(needle), "\(arguments): \(run.stderr)") }
+        }
+        try refused(["export", "--adapter", adapter.path, "--to", "gguf", "--model", gguf.path, "--out", file.path], ["--overwrite"])
+        let other = directory.appendingPathComponent("other-adapter")
+        try writeAdapterOfNarrowerLlama(to: other, seed: 3)
+        try refused(["export", "--adapter", other.path, "--to", "gguf", "--model", gguf.path, "--out", directory.appendingPathComponent("o.gguf").path],
+                    ["q_proj.lora_A.weight", "blk.0.attn_q.weight"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("o.gguf").path))
+        try refused(["export", "--adapter", adapter.path, "--to", "onnx", "--model", gguf.path, "--out", file.path], ["--to"])
+        try refused(["merge", "--model", gguf.path, "--to", "gguf", "--type", "q5_k", "--out", merged.path], ["--type"])
+        try refused(["generate", "--model", gguf.path, "--trace", trace.path, "--prompt", "x"], ["--temperature 0"])
+    }
+
     func testBadInputExitsWithNamedErrors() throws {
         let out = directory.appendingPathComponent("out")
         func failure(_ arguments: [String], mentions needles: [String], file: StaticString = #filePath, line: UInt = #line) throws {

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Interoperability with llama.cpp itself (built by scripts/interop/build-llama-cpp.sh), separate from the fast suite:
+#   1. a LoRA trained by LoRAKit on SmolLM2, exported to GGUF: llama.cpp's greedy 20 tokens with --lora equal
+#      `lorakit generate --adapter` on the same F32 (dequantized) base; on a difference it reports the first
+#      divergent token and LoRAKit's logit margin there;
+#   2. the adapter merged by LoRAKit (`merge --to gguf --type f32`) equals llama.cpp's own merge (llama-export-lora)
+#      tensor by tensor, and llama.cpp's greedy output of the merged file equals LoRAKit's; q8_0/q4_1/q4_0 merges
+#      are loaded and compared too (agreement reported);
+#   3. gguf-py (llama.cpp's reader) reads back what LoRAKit wrote; PEFT → GGUF → PEFT of a PEFT fixture is lossless.
+# Usage: scripts/interop/test.sh   (env: LORAKIT_MODELS, INTEROP_DIR work folder, LORAKIT_THREADS)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+export LORAKIT_MODELS="${LORAKIT_MODELS:-$root/models}"
+work="${INTEROP_DIR:-$(mktemp -d /tmp/lorakit-interop.XXXXXX)}"
+mkdir -p "$work"
+threads="${LORAKIT_THREADS:-$(nproc)}"
+failures=0; passes=0
+pass() { echo "PASS: $*"; passes=$((passes + 1)); }
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+
+scripts/setup.sh
+bin=$(scripts/interop/build-llama-cpp.sh | tail -1)
+cache=$(dirname "$(dirname "$bin")")
+# gguf-py and safetensors for reading files back, in a venv beside the llama.cpp build (PyPI).
+venv="$cache/venv"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import gguf, safetensors, numpy' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check gguf==0.19.0 safetensors numpy
+fi
+py="$venv/bin/python"
+swift build -c release --product lorakit >/dev/null
+lorakit="$root/.build/release/lorakit"
+smol=$(ls "$LORAKIT_MODELS"/smollm2/*.gguf | head -1)
+
+echo "== work folder $work, llama.cpp $bin, threads $threads"
+# F32 base: the Q4_1 blocks dequantized exactly (both sides then compute on the same floats).
+"$lorakit" merge --model "$smol" --to gguf --type f32 --out "$work/base-f32.gguf" --overwrite >/dev/null
+"$lorakit" demo dates --out "$work/data" --format completion --train 256 --valid 16 --test 16 >/dev/null
+"$lorakit" train --model "$smol" --data "$work/data" --out "$work/run" --rank 8 --alpha 16 --targets all-linear \
+    --iters 20 --batch-size 4 --max-length 64 --learning-rate 1e-3 --eval-every 0 --save-every 0 --overwrite >"$work/train.log" 2>&1
+"$lorakit" export --adapter "$work/run" --to gguf --model "$work/base-f32.gguf" --out "$work/adapter.gguf" --overwrite
+prompt=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["prompt"], end="")' "$work/data/test.jsonl")
+
+compare() {  # compare LABEL MODEL [ADAPTER]: llama.cpp greedy vs LoRAKit greedy (20 tokens); prints the report
+    local label=$1 model=$2 adapter=${3:-}
+    local lora=() ours=()
+    [ -n "$adapter" ] && lora=(--lora "$adapter") && ours=(--adapter "$adapter")
+    "$bin/llama-completion" -m "$model" "${lora[@]}" -p "$prompt" -n 20 --ignore-eos --temp 0 --seed 0 -no-cnv \
+        --no-display-prompt -t "$threads" -c 256 -b 256 2>"$work/$label.llama.log" >"$work/$label.llama.txt" || {
+        tail -5 "$work/$label.llama.log"; fail "$label: llama.cpp did not run"; return; }
+    "$lorakit" generate --model "$model" "${ours[@]}" --prompt "$prompt" --temperature 0 --max-tokens 20 \
+        --trace "$work/$label.trace.json" >/dev/null
+    "$py" - "$work/$label.llama.txt" "$work/$label.trace.json" "$label" <<'PY'
+import json, sys
+llama = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+trace = json.load(open(sys.argv[2]))
+ours = "".join(s["piece"] for s in trace["steps"])
+if llama.startswith(ours) and len(llama) - len(ours) <= 1:   # llama-completion may end with a newline
+    print(f"{sys.argv[3]}: 20/20 tokens agree, min margin {min(s['margin'] for s in trace['steps']):.3f}: {ours!r}")
+    sys.exit(0)
+pos = next((i for i, (a, b) in enumerate(zip(llama, ours)) if a != b), min(len(llama), len(ours)))
+done = 0
+for k, s in enumerate(trace["steps"]):
+    if done + len(s["piece"]) > pos:
+        break
+    done += len(s["piece"])
+print(f"{sys.argv[3]}: first divergence at token {k} ({k}/20 agree): LoRAKit {s['piece']!r} (id {s['id']}, margin "
+      f"{s['margin']:.4f} over id {s['runner_up']}), llama.cpp continues {llama[done:done + 12]!r}")
+print(f"  LoRAKit:   {ours!r}\n  llama.cpp: {llama!r}")
+sys.exit(1)
+PY
+}
+
+echo "== 1. GGUF LoRA adapter on the F32 base: llama.cpp --lora vs lorakit generate --adapter"
+if compare adapter "$work/base-f32.gguf" "$work/adapter.gguf"; then pass "adapter greedy tokens"; else fail "adapter greedy tokens"; fi
+
+echo "== 2. merged GGUF"
+"$lorakit" merge --model "$smol" --adapter "$work/run" --to gguf --type f32 --out "$work/merged-f32.gguf" --overwrite >/dev/null
+"$bin/llama-export-lora" -m "$work/base-f32.gguf" --lora "$work/adapter.gguf" -o "$work/llama-merged.gguf" -t "$threads" >"$work/export-lora.log" 2>&1
+if "$py" - "$work/merged-f32.gguf" "$work/llama-merged.gguf" <<'PY'
+import sys, numpy as np, gguf
+ours, theirs = (gguf.GGUFReader(p) for p in sys.argv[1:3])
+t = {x.name: x for x in theirs.tensors}
+worst, name = 0.0, None
+for x in ours.tensors:
+    a, b = np.asarray(x.data, dtype=np.float32), np.asarray(t[x.name].data, dtype=np.float32)
+    d = float(np.max(np.abs(a - b))) if a.size else 0.0
+    if d > worst: worst, name = d, x.name
+print(f"LoRAKit merge vs llama-export-lora: {len(ours.tensors)} tensors, max |diff| {worst:.3g} ({name})")
+sys.exit(0 if worst < 1e-4 else 1)
+PY
+then pass "merge equals llama-export-lora"; else fail "merge differs from llama-export-lora"; fi
+if compare merged-f32 "$work/merged-f32.gguf"; then pass "merged f32 greedy tokens"; else fail "merged f32 greedy tokens"; fi
+for t in q8_0 q4_1 q4_0; do
+    "$lorakit" merge --model "$smol" --adapter "$work/run" --to gguf --type $t --out "$work/merged-$t.gguf" --overwrite >/dev/null
+    compare "merged-$t" "$work/merged-$t.gguf" || echo "  (quantized: both run the same blocks with different kernels; reported, not required)"
+done
+
+echo "== 3. read-back by gguf-py; PEFT → GGUF → PEFT"
+fixture="$root/Tests/Fixtures/peft"
+"$lorakit" export --adapter "$fixture/llama_lora/adapter" --to gguf --model "$fixture/base_llama" --out "$work/fixture.gguf" --overwrite >/dev/null
+"$lorakit" export --adapter "$work/fixture.gguf" --to peft --model "$fixture/base_llama" --out "$work/fixture-back" --overwrite >/dev/null
+if "$py" - "$work/adapter.gguf" "$work/fixture.gguf" "$fixture/llama_lora/adapter" "$work/fixture-back" <<'PY'
+import sys, filecmp, numpy as np, gguf
+from safetensors.numpy import load_file
+for path in sys.argv[1:3]:
+    r = gguf.GGUFReader(path)
+    f = {k: v for k, v in r.fields.items()}
+    def s(k): return bytes(f[k].parts[f[k].data[0]]).decode()
+    assert s("general.type") == "adapter" and s("adapter.type") == "lora", path
+    assert f["adapter.lora.alpha"].types[0] == gguf.GGUFValueType.FLOAT32, path
+    for t in r.tensors:
+        assert t.name.endswith((".lora_a", ".lora_b")), t.name
+        if t.name.endswith(".lora_a"):
+            b = next(x for x in r.tensors if x.name == t.name[:-1] + "b")
+            assert t.shape[1] == b.shape[0], (t.name, t.shape, b.shape)   # a ne1 = b ne0 = r
+    print(f"gguf-py reads {path}: {len(r.tensors)} tensors, arch {s('general.architecture')}, alpha {float(f['adapter.lora.alpha'].parts[-1][0])}")
+src, back = sys.argv[3], sys.argv[4]
+a, b = load_file(src + "/adapter_model.safetensors"), load_file(back + "/adapter_model.safetensors")
+assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), "tensors differ"
+assert filecmp.cmp(src + "/adapter_config.json", back + "/adapter_config.json", shallow=False), "config differs"
+print(f"PEFT -> GGUF -> PEFT: {len(a)} tensors bit-identical, adapter_config.json identical")
+PY
+then pass "gguf-py read-back and lossless PEFT round trip"; else fail "read-back / round trip"; fi
+
+echo "$passes passed, $failures failed"
+[ "$failures" = 0 ]
