@@ -9,8 +9,8 @@ import TensorCore
 struct GenerationArguments: ParsableArguments {
     @Option(help: "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).")
     var model: String
-    @Option(help: "A PEFT LoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors) to apply.")
-    var adapter: String?
+    @Option(help: "A PEFT LoRA, DoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors) to apply; NAME=DIR names it. Repeat to load several (the first is active; generate --use picks one per prompt).")
+    var adapter: [String] = []
     @Option(help: "Chat layout when the model's template is missing or to override it: chatml or llama3.")
     var chatFormat: String?
     @Option(help: "Most tokens to generate per reply.") var maxTokens: Int = 256
@@ -36,10 +36,30 @@ struct GenerationArguments: ParsableArguments {
     func makeGenerator() throws -> (Generator, LoadedModel) {
         try BLAS.ensureAvailable()
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
-        if let adapter {
-            try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: adapter))  // LoRA or AdaLoRA, by peft_type
+        let named = try adapters
+        for (name, dir) in named {
+            try AdapterFiles.load(into: loaded.model, from: URL(fileURLWithPath: dir), as: name)  // LoRA, DoRA or AdaLoRA, by peft_type
         }
+        if let first = named.first { try loaded.model.setActiveAdapters([first.name]) }
         return (try Generator(loaded), loaded)
+    }
+
+    /// --adapter values as (name, directory): "NAME=DIR", or a bare DIR named "default" (then "adapter1", …).
+    var adapters: [(name: String, directory: String)] {
+        get throws {
+            var result: [(name: String, directory: String)] = []
+            for (i, value) in adapter.enumerated() {
+                var entry = (name: i == 0 ? "default" : "adapter\(i)", directory: value)
+                if let eq = value.firstIndex(of: "="), !FileManager.default.fileExists(atPath: value) {
+                    entry = (String(value[..<eq]), String(value[value.index(after: eq)...]))
+                }
+                guard !entry.name.isEmpty, !entry.directory.isEmpty else { throw ValidationError("--adapter \(value): use NAME=DIR or DIR") }
+                guard entry.name != "__base__" else { throw ValidationError("--adapter \(value): __base__ means \"no adapter\"; choose another name") }
+                if result.contains(where: { $0.name == entry.name }) { throw ValidationError("--adapter \(value): the name '\(entry.name)' is used twice") }
+                result.append(entry)
+            }
+            return result
+        }
     }
 
     /// The chat template: the model's, or the --chat-format layout.

@@ -60,6 +60,12 @@ public struct TrainingRunOptions: Equatable, Sendable {
     /// AdaLoRA orthogonal regulariser weight γ (default 0.5) and form: peft or squared.
     public var orthRegWeight: Double?
     public var orthRegForm: String?
+    /// DoRA (PEFT use_dora), rsLoRA scaling α/√r (use_rslora), LoRA initialisation (init_lora_weights: true/default,
+    /// gaussian, pissa, pissa_niter_<K>, olora, false/random) and LoRA+'s B-to-A learning-rate ratio.
+    public var dora: Bool?
+    public var rslora: Bool?
+    public var initLoraWeights: String?
+    public var loraplusLrRatio: Double?
 
     /// No option set.
     public init() {}
@@ -77,6 +83,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         ("method", ["peft_type"]), ("init_rank", ["init_r"]), ("target_rank", ["target_r"]), ("tinit", []), ("tfinal", []),
         ("delta_t", ["deltat"]), ("importance_beta1", ["beta1"]), ("importance_beta2", ["beta2"]),
         ("orth_reg_weight", []), ("orth_reg_form", []),
+        ("dora", ["use_dora"]), ("rslora", ["use_rslora"]), ("init_lora_weights", ["init"]), ("loraplus_lr_ratio", []),
     ]
 
     /// Reads a config file: JSON for `.json`, YAML otherwise (`.yaml`, `.yml`).
@@ -153,6 +160,12 @@ public struct TrainingRunOptions: Equatable, Sendable {
         tfinal = try value("tfinal", int, "a whole number"); deltaT = try value("delta_t", int, "a whole number")
         importanceBeta1 = try value("importance_beta1", double, "a number"); importanceBeta2 = try value("importance_beta2", double, "a number")
         orthRegWeight = try value("orth_reg_weight", double, "a number"); orthRegForm = try value("orth_reg_form", string, "peft or squared")
+        dora = try value("dora", bool, "true or false"); rslora = try value("rslora", bool, "true or false")
+        initLoraWeights = try value("init_lora_weights", { v in
+            if case .bool(let b) = v { return b ? "true" : "false" }
+            return string(v)
+        }, "true, false, gaussian, pissa, pissa_niter_<K> or olora")
+        loraplusLrRatio = try value("loraplus_lr_ratio", double, "a number")
     }
 
     /// These options with every unset one taken from `base` (command-line flags over a config file).
@@ -165,6 +178,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         fill(\.saveEvery); fill(\.keepCheckpoints); fill(\.seed); fill(\.trainOnPrompt); fill(\.packing); fill(\.chatFormat)
         fill(\.overwrite); fill(\.dequantize); fill(\.recomputeActivations); fill(\.method); fill(\.initRank); fill(\.targetRank); fill(\.tinit); fill(\.tfinal)
         fill(\.deltaT); fill(\.importanceBeta1); fill(\.importanceBeta2); fill(\.orthRegWeight); fill(\.orthRegForm)
+        fill(\.dora); fill(\.rslora); fill(\.initLoraWeights); fill(\.loraplusLrRatio)
         return r
     }
 
@@ -178,6 +192,13 @@ public struct TrainingRunOptions: Equatable, Sendable {
             throw TrainingError.invalidOption(name: "--targets", reason: "no module names in \"\(targets ?? "")\"")
         }
         lora.baseModelNameOrPath = model
+        lora.useDoRA = dora ?? false
+        lora.useRSLoRA = rslora ?? false
+        if let initLoraWeights {
+            do { lora.initialization = try LoRAInitialization(name: initLoraWeights) } catch {
+                throw TrainingError.invalidOption(name: "--init", reason: "\(error)")
+            }
+        }
         do { try lora.validate() } catch { throw TrainingError.invalidOption(name: "LoRA", reason: "\(error)") }
         let maxLength = self.maxLength ?? 2048
         var trainer = TrainerConfiguration(outputDirectory: URL(fileURLWithPath: out ?? "adapters"))
@@ -206,6 +227,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         trainer.packLength = packing == true ? maxLength : nil
         trainer.overwriteOutput = overwrite ?? false
         trainer.recomputeActivations = recomputeActivations ?? false
+        trainer.loraPlusLearningRateRatio = loraplusLrRatio
         try trainer.validate()
         if let chatFormat, ChatFormat(rawValue: chatFormat.lowercased()) == nil {
             throw TrainingError.invalidOption(name: "--chat-format", reason: "\"\(chatFormat)\" is not one of chatml, llama3")
