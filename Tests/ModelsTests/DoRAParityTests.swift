@@ -214,3 +214,15 @@ final class DoRAParityTests: XCTestCase {
         XCTAssertThrowsError(try AdaLoRAConfig(json: object)) { e in XCTAssertTrue("\(e)".contains("DoRA"), "\(e)") }
     }
 }
+
+extension MergedModelWriterTests {
+    /// `lorakit merge` of a PEFT DoRA adapter writes PEFT's merged state dict (≤ 1e-5 relative per tensor).
+    func testMergedDoRAEqualsPEFTMergedStateDict() throws {
+        let out = directory.appendingPathComponent("dora")
+        let summary = try MergedModelWriter.merge(model: base, adapter: Fixtures.url("peft/llama_dora/adapter"), to: out)
+        XCTAssertEqual(summary.mergedModules.count, 4)
+        let ours = try SafeTensorsFile(contentsOf: out.appendingPathComponent("model.safetensors"))
+        let peft = try SafeTensorsFile(contentsOf: Fixtures.url("peft/llama_dora/merged.safetensors"))
+        for name in ours.names { XCTAssertLessThan(relativeDifference(try ours.tensor(name), try peft.tensor(name)), 1e-5, name) }
+    }
+}
