@@ -43,13 +43,28 @@ extension AdaptedLinear {
     private func finishApply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
         if let b = bias?.value { QuantizedProducts.addBias(b, rows: rows, out: out) }
         guard !adaptersDisabled, mergedAdapterNames.isEmpty else { return }
+        if let names = rowAdapterNames, !names.isEmpty, rows % names.count == 0 {
+            // Mixed-adapter batch: consecutive groups of rows (one per sequence) take their own adapter.
+            let per = rows / names.count
+            for (group, name) in names.enumerated() {
+                guard let branch = adapter(named: name) else { continue }  // "__base__" or absent here: base only
+                addAnyBranch(branch, x: x + group * per * inFeatures, rows: per, out: out + group * per * outFeatures)
+            }
+            return
+        }
         for name in activeAdapterNames {
             guard let branch = adapter(named: name) else { continue }
-            if let lora = branch as? LoRABranch {
-                addLoRA(lora, x: x, rows: rows, out: out)
-            } else {
-                addBranch(branch, x: x, rows: rows, out: out)
-            }
+            addAnyBranch(branch, x: x, rows: rows, out: out)
+        }
+    }
+
+    private func addAnyBranch(_ branch: AdapterBranch, x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
+        if let lora = branch as? LoRABranch {
+            addLoRA(lora, x: x, rows: rows, out: out)
+        } else if let dora = branch as? DoRABranch {
+            dora.addInference(x: x, rows: rows, out: out, bias: bias?.value)
+        } else {
+            addBranch(branch, x: x, rows: rows, out: out)
         }
     }
 

@@ -16,6 +16,14 @@ public protocol AdapterBranch: AnyObject {
     func forward(_ x: Variable, rng: inout RandomGenerator, training: Bool) -> Variable
     /// ΔW [out, in] that merging adds to the base weight.
     func deltaWeight() -> Tensor
+    /// Folds the branch into `weight` [out, in] (default: W += ΔW; DoRA rescales rows). `unmerge` undoes it.
+    func merge(into weight: inout Tensor)
+    func unmerge(from weight: inout Tensor)
+}
+
+extension AdapterBranch {
+    public func merge(into weight: inout Tensor) { weight.addScaled(deltaWeight()) }
+    public func unmerge(from weight: inout Tensor) { weight.addScaled(deltaWeight(), alpha: -1) }
 }
 
 /// Where PEFT's warnings go (merge twice, unmerge with nothing merged, …). Tests replace it to capture them.
@@ -60,6 +68,9 @@ public final class AdaptedLinear {
     public var activeAdapterNames: [String] = []
     public private(set) var adaptersDisabled = false
     public private(set) var mergedAdapterNames: [String] = []
+    /// Mixed-adapter batch (PEFT's `adapter_names`): the adapter of each sequence of the next forwards, rows
+    /// grouped sequence by sequence; "__base__" for none. Set it through `AdaptableModel.withAdapterNames`.
+    public internal(set) var rowAdapterNames: [String]? = nil
 
     /// A layer over a dense weight [out, in] (PyTorch layout) and optional bias [out].
     public init(path: String, weight: Variable, bias: Variable? = nil) {
@@ -128,7 +139,10 @@ public final class AdaptedLinear {
     }
 
     /// x·Wᵀ + b through the base alone (autograd; a quantized base passes dX only).
-    func baseForward(_ x: Variable) -> Variable {
+    func baseForward(_ x: Variable) -> Variable { baseForward(x, bias: bias) }
+
+    /// x·Wᵀ (+ bias if given) through the base alone.
+    func baseForward(_ x: Variable, bias: Variable?) -> Variable {
         switch base {
         case .dense(let w): return linear(x, weight: w, bias: bias)
         case .quantized(let q): return quantizedLinear(x, weight: q, bias: bias)
@@ -160,9 +174,14 @@ public final class AdaptedLinear {
         }
         var y = baseForward(x)
         if !mergedAdapterNames.isEmpty { return y }
+        if let rows = rowAdapterNames { return mixedBatchForward(x, base: y, rowAdapters: rows, rng: &rng, training: training) }
         for name in activeAdapterNames {
             guard let branch = adapter(named: name) else { continue }
-            y = add(y, branch.forward(x, rng: &rng, training: training))
+            if let dora = branch as? DoRABranch {  // reuses the base product, as PEFT does
+                y = add(y, dora.forward(x, baseOutput: y, bias: bias, layer: self, rng: &rng, training: training))
+            } else {
+                y = add(y, branch.forward(x, rng: &rng, training: training))
+            }
         }
         return y
     }
@@ -197,10 +216,7 @@ public final class AdaptedLinear {
         for name in pending {
             guard let branch = adapter(named: name) else { throw PEFTError.unknownAdapter(name, available: adapters.map(\.name)) }
             var merged = weight.value
-            let delta = branch.deltaWeight()
-            merged.withUnsafeMutableBufferPointer { w in delta.withUnsafeBufferPointer { d in
-                for i in 0..<w.count { w[i] += d[i] }
-            } }
+            branch.merge(into: &merged)
             if safe && !merged.withUnsafeBufferPointer({ $0.allSatisfy(\.isFinite) }) {
                 throw PEFTError.nonFiniteMerge(adapter: name, module: path)
             }
@@ -215,10 +231,7 @@ public final class AdaptedLinear {
         let weight = self.weight  // dense: merging made it so
         while let name = mergedAdapterNames.popLast() {
             guard let branch = adapter(named: name) else { continue }
-            let delta = branch.deltaWeight()
-            weight.value.withUnsafeMutableBufferPointer { w in delta.withUnsafeBufferPointer { d in
-                for i in 0..<w.count { w[i] -= d[i] }
-            } }
+            branch.unmerge(from: &weight.value)
         }
     }
 

@@ -29,7 +29,7 @@ public enum AdapterFiles {
         let layers = try model.targetedLinears(config)
         if layers.contains(where: { $0.adapter(named: name) != nil }) { throw PEFTError.adapterExists(name) }
         var used = Set<String>()
-        var branches: [(AdaptedLinear, LoRABranch)] = []
+        var branches: [(AdaptedLinear, AdapterBranch)] = []
         for layer in layers {
             func load(_ suffix: String) throws -> Tensor {
                 // PEFT drops the adapter name on save; accept files that kept it (".default.weight") too.
@@ -45,7 +45,18 @@ public enum AdapterFiles {
             let branch = try LoRABranch(a: Variable(a, requiresGrad: true, name: layer.path + ".lora_A.weight"),
                                         b: Variable(b, requiresGrad: true, name: layer.path + ".lora_B.weight"),
                                         alpha: alpha, useRSLoRA: config.useRSLoRA, dropout: Float(config.loraDropout))
-            branches.append((layer, branch))
+            if config.useDoRA {
+                // PEFT saves `…lora_magnitude_vector` (the `.weight` of its module stripped); accept the other spellings too.
+                let stem = keyPrefix + layer.path + ".lora_magnitude_vector"
+                let candidates = [stem, stem + ".weight", stem + ".\(name).weight"]
+                guard let key = candidates.first(where: file.contains) else { throw PEFTError.missingTensor(stem, file: weightsURL.path) }
+                used.insert(key)
+                let m = try file.tensor(key)
+                guard m.shape == [layer.outFeatures] else { throw PEFTError.shapeMismatch(tensor: key, expected: [layer.outFeatures], got: m.shape) }
+                branches.append((layer, try DoRABranch(lora: branch, magnitude: Variable(m, requiresGrad: true, name: layer.path + ".lora_magnitude_vector"), layer: layer)))
+            } else {
+                branches.append((layer, branch))
+            }
         }
         // modules_to_save: full trained copies saved under the layer's own name ("<path>.weight", "<path>.bias").
         var copies: [(AdaptedLinear, ModulesToSaveBranch)] = []

@@ -11,6 +11,12 @@ public enum PEFTError: Error, CustomStringConvertible, Equatable {
     case missingTensor(String, file: String)
     case unexpectedTensor(String, file: String)
     case file(path: String, reason: String)
+    /// DoRA asked for where PEFT does not allow it (AdaLoRA, mixed-adapter batches, a non-linear module).
+    case doraUnsupported(adapter: String?, module: String?, reason: String)
+    /// Adapters that cannot be combined (different targets, base shapes, kinds), naming both and the module.
+    case incompatibleAdapters(first: String, second: String, module: String?, reason: String)
+    /// A mixed-adapter batch that cannot run: wrong number of names, merged adapters, training mode.
+    case invalidAdapterBatch(reason: String)
 
     public var description: String {
         switch self {
@@ -28,6 +34,11 @@ public enum PEFTError: Error, CustomStringConvertible, Equatable {
         case let .missingTensor(name, file): return "\(file): missing tensor '\(name)'"
         case let .unexpectedTensor(name, file): return "\(file): tensor '\(name)' does not belong to any adapted module"
         case let .file(path, reason): return "\(path): \(reason)"
+        case let .doraUnsupported(adapter, module, reason):
+            return "DoRA" + (adapter.map { " adapter '\($0)'" } ?? "") + (module.map { " on \($0)" } ?? "") + ": " + reason
+        case let .incompatibleAdapters(first, second, module, reason):
+            return "cannot combine adapters '\(first)' and '\(second)'" + (module.map { " at \($0)" } ?? "") + ": " + reason
+        case let .invalidAdapterBatch(reason): return "mixed-adapter batch: " + reason
         }
     }
 

@@ -16,11 +16,12 @@ struct BenchTrain: ParsableCommand {
             Variants: lora-qv (float32 base, LoRA on q_proj,v_proj), lora-all (all seven projections), \
             lora-qv-quantized (the GGUF base kept quantized, QLoRA-style), adalora-qv (AdaLoRA, init rank = --rank, \
             masking every step: its overhead over lora-qv is reported); a -recompute suffix (lora-qv-recompute, \
-            lora-qv-quantized-recompute) turns on activation recomputation. GFLOP/s count the model's FLOPs only, \
+            lora-qv-quantized-recompute) turns on activation recomputation; dora-qv and dora-qv-quantized train DoRA on q_proj,v_proj. GFLOP/s count the model's FLOPs only, \
             not the recomputed forward.
             """)
 
-    static let allVariants = ["lora-qv", "lora-all", "lora-qv-quantized", "adalora-qv", "lora-qv-recompute", "lora-qv-quantized-recompute"]
+    static let allVariants = ["lora-qv", "lora-all", "lora-qv-quantized", "adalora-qv", "lora-qv-recompute", "lora-qv-quantized-recompute",
+                              "dora-qv", "dora-qv-quantized"]
 
     @Option(help: "A .gguf file or a Hugging Face model directory.") var model = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     @Option(help: "Comma-separated variants (\(allVariants.joined(separator: ", "))).") var variants = allVariants.joined(separator: ",")
@@ -103,7 +104,8 @@ struct BenchTrain: ParsableCommand {
         let loadedRSS = ProcessMemory.peakResidentBytes()
         let targets: ModuleSelector = variant.hasPrefix("lora-all")
             ? .names(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]) : .names(["q_proj", "v_proj"])
-        let lora = LoRAConfig(r: rank, loraAlpha: Double(2 * rank), loraDropout: 0.05, targetModules: targets)
+        var lora = LoRAConfig(r: rank, loraAlpha: Double(2 * rank), loraDropout: 0.05, targetModules: targets)
+        lora.useDoRA = variant.hasPrefix("dora")  // dora-qv: the row norm of W + s·B·A every step, the base product reused
         let method: AdapterMethod
         if variant.hasPrefix("adalora") {
             // Same init rank as LoRA; the allocator updates every step (deltaT 1) and masks until the last one.
@@ -119,7 +121,7 @@ struct BenchTrain: ParsableCommand {
         let flops = m.config.trainingStepFLOPs(rows: rows, length: length, headRows: batch.targetCount,
                                                adapterFLOPs: 2 * tokens * Double(r.trainableParameters))
         func ms(_ s: Double) -> Double { (s * 1000).rounded() / 1000 }
-        return ["variant": variant, "method": method.name, "base": quantized ? "quantized" : "float32", "recompute_activations": recompute,
+        return ["variant": variant, "method": lora.useDoRA ? "dora" : method.name, "base": quantized ? "quantized" : "float32", "recompute_activations": recompute,
                 "targets": variant.hasPrefix("lora-all") ? "all seven projections" : "q_proj,v_proj", "trainable_parameters": r.trainableParameters,
                 "tokens_per_step": r.tokensPerStep, "tokens_per_second": (r.tokensPerSecond * 10).rounded() / 10,
                 "step_seconds": ms(r.stepSeconds), "forward_seconds": ms(median(r.forwardSeconds)),

@@ -24,6 +24,8 @@ struct DemoFineTune: ParsableCommand {
     @Option(help: "Peak learning rate.") var learningRate = 2e-3
     @Option(help: "Adapter method: lora or adalora.") var method = "lora"
     @Option(help: "LoRA rank.") var rank = 8
+    @Flag(help: "Train DoRA instead of plain LoRA (same rank and targets).") var dora = false
+    @Option(help: "LoRA+: lora_B learns at this multiple of the learning rate.") var loraplusLrRatio: Double?
     @Option(help: "AdaLoRA: initial rank of every module.") var initRank = 12
     @Option(help: "AdaLoRA: target average rank (final budget = target rank × modules).") var targetRank = 8
     @Option(help: "LoRA alpha.") var alpha = 16.0
@@ -57,6 +59,7 @@ struct DemoFineTune: ParsableCommand {
         options.batchSize = batchSize; options.learningRate = learningRate; options.warmup = max(1, iters / 20)
         options.evalEvery = max(1, iters / 3); options.saveEvery = iters; options.seed = seed
         options.maxLength = 128; options.overwrite = true
+        options.dora = dora; options.loraplusLrRatio = loraplusLrRatio
         let plan = try options.resolved()
         let trainStart = Date()
         let summary = try TrainingRun.execute(plan, model: loaded.model, tokenizer: tokenizer, chatTemplate: loaded.chatTemplate,
@@ -66,7 +69,7 @@ struct DemoFineTune: ParsableCommand {
         // Adapted model accuracy (adapter still attached and active).
         let after = try ExactMatch.evaluate(model: loaded.model, tokenizer: tokenizer, chatTemplate: template,
                                             stopTokenIDs: loaded.stopTokenIDs, cases: cases)
-        let label = plan.method.displayName
+        let label = plan.method.displayName == "LoRA" && plan.lora.useDoRA ? "DoRA" : plan.method.displayName
         print(String(format: "\nTest exact match: base %.1f%% → ", 100 * before.accuracy) + label
             + String(format: " %.1f%% (%d/%d); training took %.0f s, whole demo %.0f s",
                      100 * after.accuracy, after.correct, after.total, trainSeconds, Date().timeIntervalSince(start)))

@@ -9,8 +9,8 @@ import TensorCore
 struct GenerationArguments: ParsableArguments {
     @Option(help: "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).")
     var model: String
-    @Option(help: "A PEFT LoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors), or a llama.cpp GGUF LoRA file, to apply.")
-    var adapter: String?
+    @Option(help: "A PEFT LoRA, DoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors) or a llama.cpp GGUF LoRA file to apply; NAME=PATH names it. Repeat to load several (the first is active; generate --use picks one per prompt).")
+    var adapter: [String] = []
     @Option(help: "Chat layout when the model's template is missing or to override it: chatml or llama3.")
     var chatFormat: String?
     @Option(help: "Most tokens to generate per reply.") var maxTokens: Int = 256
@@ -36,10 +36,31 @@ struct GenerationArguments: ParsableArguments {
     func makeGenerator() throws -> (Generator, LoadedModel) {
         try BLAS.ensureAvailable()
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
-        if let adapter {
-            try ModelAdapters.load(into: loaded.model, from: URL(fileURLWithPath: adapter))  // PEFT LoRA/AdaLoRA, or a GGUF LoRA
+        let named = try adapters
+        for (name, path) in named {
+            // PEFT LoRA/DoRA/AdaLoRA directory (by peft_type), or a llama.cpp GGUF LoRA file
+            try ModelAdapters.load(into: loaded.model, from: URL(fileURLWithPath: path), as: name)
         }
+        if let first = named.first { try loaded.model.setActiveAdapters([first.name]) }
         return (try Generator(loaded), loaded)
+    }
+
+    /// --adapter values as (name, directory): "NAME=DIR", or a bare DIR named "default" (then "adapter1", …).
+    var adapters: [(name: String, directory: String)] {
+        get throws {
+            var result: [(name: String, directory: String)] = []
+            for (i, value) in adapter.enumerated() {
+                var entry = (name: i == 0 ? "default" : "adapter\(i)", directory: value)
+                if let eq = value.firstIndex(of: "="), !FileManager.default.fileExists(atPath: value) {
+                    entry = (String(value[..<eq]), String(value[value.index(after: eq)...]))
+                }
+                guard !entry.name.isEmpty, !entry.directory.isEmpty else { throw ValidationError("--adapter \(value): use NAME=DIR or DIR") }
+                guard entry.name != "__base__" else { throw ValidationError("--adapter \(value): __base__ means \"no adapter\"; choose another name") }
+                if result.contains(where: { $0.name == entry.name }) { throw ValidationError("--adapter \(value): the name '\(entry.name)' is used twice") }
+                result.append(entry)
+            }
+            return result
+        }
     }
 
     /// The chat template: the model's, or the --chat-format layout.

@@ -15,6 +15,7 @@ struct LoRAKitCommand: ParsableCommand {
             Experiment.self,
             Bench.self,
             Generate.self,
+            Combine.self,
             Chat.self,
             Merge.self,
             Embed.self,

@@ -35,6 +35,10 @@ struct Train: ParsableCommand {
     @Option(help: "Dropout on the adapter input (default 0.05).") var dropout: Double?
     @Option(help: "Modules to adapt: names (q_proj,v_proj), all-linear, or re:<regex> (default q_proj,v_proj).") var targets: String?
     @Option(help: "Adapter method: lora or adalora (default lora).") var method: String?
+    @Flag(inversion: .prefixedNo, help: "DoRA: a trainable magnitude per output row times the row-normalised W + s·B·A (PEFT use_dora).") var dora: Bool?
+    @Flag(inversion: .prefixedNo, help: "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (PEFT use_rslora).") var rslora: Bool?
+    @Option(name: .customLong("init"), help: "LoRA initialisation (PEFT init_lora_weights): default (A kaiming-uniform, B = 0), gaussian, pissa, pissa_niter_<K>, olora, random.") var initMethod: String?
+    @Option(help: "LoRA+: lora_B (and DoRA's magnitude) learn at this multiple of --learning-rate (paper: 16).") var loraplusLrRatio: Double?
     @Option(help: "AdaLoRA: rank every module starts with (init_r, default 12).") var initRank: Int?
     @Option(help: "AdaLoRA: target average rank; the final budget is target_r × modules (default 8).") var targetRank: Int?
     @Option(help: "AdaLoRA: warm-up steps at the full budget (default 10% of --iters).") var tinit: Int?
@@ -82,6 +86,7 @@ struct Train: ParsableCommand {
         o.method = method; o.initRank = initRank; o.targetRank = targetRank; o.tinit = tinit; o.tfinal = tfinal; o.deltaT = deltaT
         o.importanceBeta1 = importanceBeta1; o.importanceBeta2 = importanceBeta2; o.orthRegWeight = orthRegWeight; o.orthRegForm = orthRegForm
         o.distributed = distributed
+        o.dora = dora; o.rslora = rslora; o.initLoraWeights = initMethod; o.loraplusLrRatio = loraplusLrRatio
         return o
     }
 

@@ -84,8 +84,8 @@ final class TargetMatchingTests: XCTestCase {
 
     func testRejectsUnsupportedVariantsAndBadJSON() throws {
         let dora = try LoRAConfig.load(from: Fixtures.url("peft/llama_lora/adapter/adapter_config.json"))
-        var object = dora.jsonObject(); object["use_dora"] = .bool(true)
-        XCTAssertThrowsError(try LoRAConfig(json: object)) { e in XCTAssertTrue("\(e)".contains("use_dora")) }
+        var object = dora.jsonObject(); object["lora_bias"] = .bool(true)
+        XCTAssertThrowsError(try LoRAConfig(json: object)) { e in XCTAssertTrue("\(e)".contains("lora_bias")) }
         XCTAssertThrowsError(try JSONValue.parseObject(Data("{\"r\": 4,\n \"x\": tru}".utf8), source: "c.json")) { e in
             XCTAssertTrue("\(e)".contains("line 2"), "\(e)")
         }

@@ -20,6 +20,9 @@ extension AdaLoRAConfig {
         var shared = object
         shared["peft_type"] = .string("ADALORA")  // lets the LoRA parser accept boolean rank_pattern lists
         lora = try LoRAConfig(json: shared, source: source)
+        if lora.useDoRA {  // PEFT: "AdaLoRA does not support DoRA"
+            throw PEFTError.doraUnsupported(adapter: nil, module: nil, reason: "\(source): AdaLoRA (peft_type ADALORA) does not support use_dora; train a LoRA adapter with use_dora instead")
+        }
         for key in Self.ownKeys { lora.extra[key] = nil }
         lora.extra["rank_pattern"] = nil
         func int(_ key: String) throws -> Int? {

@@ -14,7 +14,7 @@ extension LoRAConfig {
     ]
 
     /// Variants whose math LoRAKit does not implement: loading them would silently compute something else.
-    static let unsupportedWhenTrue = ["use_dora", "lora_bias", "fan_in_fan_out", "use_qalora", "use_bdlora"]
+    static let unsupportedWhenTrue = ["lora_bias", "fan_in_fan_out", "use_qalora", "use_bdlora"]
 
     public init(json object: [String: JSONValue], source: String = "adapter_config.json") throws {
         self.init()
@@ -60,6 +60,7 @@ extension LoRAConfig {
             }
         }
         useRSLoRA = try field("use_rslora", \.boolValue) ?? false
+        useDoRA = try field("use_dora", \.boolValue) ?? false
         if let i = object["init_lora_weights"], !i.isNull { initialization = try LoRAInitialization(json: i) }
         if let b = try field("bias", \.stringValue) {
             guard let parsed = LoRABias(rawValue: b) else { throw PEFTError.invalidConfig(field: "bias", reason: "\(source): '\(b)' is not none, all or lora_only") }
@@ -69,7 +70,7 @@ extension LoRAConfig {
         taskType = try field("task_type", \.stringValue)
         baseModelNameOrPath = try field("base_model_name_or_path", \.stringValue)
         let known: Set<String> = ["r", "lora_alpha", "lora_dropout", "target_modules", "exclude_modules", "layers_to_transform",
-                                  "layers_pattern", "rank_pattern", "alpha_pattern", "use_rslora", "init_lora_weights", "bias",
+                                  "layers_pattern", "rank_pattern", "alpha_pattern", "use_rslora", "use_dora", "init_lora_weights", "bias",
                                   "modules_to_save", "task_type", "base_model_name_or_path", "peft_type", "inference_mode",
                                   "peft_version", "runtime_config"]
         extra = object.filter { !known.contains($0.key) }
@@ -93,6 +94,7 @@ extension LoRAConfig {
         }
         o["alpha_pattern"] = .object(Dictionary(uniqueKeysWithValues: alphaPattern.map { ($0.key, .number($0.value)) }))
         o["use_rslora"] = .bool(useRSLoRA)
+        o["use_dora"] = .bool(useDoRA)
         o["init_lora_weights"] = initialization.json
         o["bias"] = .string(bias.rawValue)
         o["modules_to_save"] = modulesToSave.map { .array($0.map(JSONValue.string)) } ?? .null

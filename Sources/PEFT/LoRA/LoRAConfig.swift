@@ -69,6 +69,8 @@ public struct LoRAConfig: Equatable, Sendable {
     public var rankPattern: [(key: String, value: Int)] = []
     public var alphaPattern: [(key: String, value: Double)] = []
     public var useRSLoRA = false
+    /// DoRA (PEFT `use_dora`): a trainable magnitude per output row times the row-normalised direction W + s·B·A.
+    public var useDoRA = false
     public var initialization: LoRAInitialization = .standard
     public var bias: LoRABias = .none
     public var modulesToSave: [String]? = nil
@@ -86,7 +88,7 @@ public struct LoRAConfig: Equatable, Sendable {
             && a.excludeModules == b.excludeModules && a.layersToTransform == b.layersToTransform
             && a.layersPattern == b.layersPattern && a.rankPattern.map(\.key) == b.rankPattern.map(\.key)
             && a.rankPattern.map(\.value) == b.rankPattern.map(\.value) && a.alphaPattern.map(\.key) == b.alphaPattern.map(\.key)
-            && a.alphaPattern.map(\.value) == b.alphaPattern.map(\.value) && a.useRSLoRA == b.useRSLoRA
+            && a.alphaPattern.map(\.value) == b.alphaPattern.map(\.value) && a.useRSLoRA == b.useRSLoRA && a.useDoRA == b.useDoRA
             && a.initialization == b.initialization && a.bias == b.bias && a.modulesToSave == b.modulesToSave
             && a.taskType == b.taskType && a.baseModelNameOrPath == b.baseModelNameOrPath && a.extra == b.extra
     }

@@ -87,7 +87,11 @@ extension AdaptableModel {
                 useRSLoRA: config.useRSLoRA, dropout: Float(config.loraDropout), method: config.initialization,
                 rng: &layerRNG, module: layer.path)
             if let residual { try layer.replaceBaseWeight(residual) }
-            try layer.addAdapter(name, branch)
+            if config.useDoRA {  // magnitude from the (possibly residual) base and the initial B·A, as PEFT
+                try layer.addAdapter(name, DoRABranch.initialize(lora: branch, layer: layer))
+            } else {
+                try layer.addAdapter(name, branch)
+            }
         }
         for layer in saved { try layer.addAdapter(name, ModulesToSaveBranch(copying: layer)) }
         _ = rng.nextUInt64()  // advance the caller's stream once per injection

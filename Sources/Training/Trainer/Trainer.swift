@@ -99,7 +99,8 @@ public final class Trainer {
         let allocator = try prepareAllocator(from: checkpoint)
         rankAllocator = allocator
         let parameters = model.adapterParameters(c.adapterName)
-        let optimizer = try AdamW(parameters: parameters, learningRate: c.learningRate, beta1: c.beta1, beta2: c.beta2,
+        let groups = try c.loraPlusLearningRateRatio.map { try LoRAPlus.parameterGroups(parameters, ratio: $0) } ?? [ParameterGroup(parameters)]
+        let optimizer = try AdamW(groups: groups, learningRate: c.learningRate, beta1: c.beta1, beta2: c.beta2,
                                   epsilon: c.epsilon, weightDecay: c.weightDecay)
         if let checkpoint {
             do { try optimizer.load(state: checkpoint.optimizerState) } catch {
@@ -213,7 +214,7 @@ public final class Trainer {
         progress?.finish()
         if endStep == c.iterations && writes {
             switch adapterMethod {
-            case .lora(let config): try AdapterFiles.saveLoRA(model, adapter: c.adapterName, config: config, to: c.outputDirectory)
+            case .lora(let config): try saveFinalLoRA(config: config)  // PiSSA/OLoRA: converted for the original base
             case .adalora:  // sliced to the final pattern, rank_pattern in adapter_config.json
                 try AdapterFiles.saveAdaLoRA(model, adapter: c.adapterName, config: allocator!.config, to: c.outputDirectory)
             }
@@ -274,6 +275,11 @@ public final class Trainer {
                 if case .lora = method {
                     result = .lora(try LoRAConfig.load(from: checkpoint.directory.appendingPathComponent(AdapterFiles.configName)))
                 }
+            } else if case .lora(let config) = method, config.initialization.mutatesBase {
+                // PiSSA/OLoRA: the same seeded initialisation re-creates the residual base, then the checkpoint's weights.
+                var rng = RandomGenerator(seed: configuration.seed).derived(0x1A17)
+                try model.addLoRA(config, name: name, rng: &rng)
+                try copyAdapterWeights(from: checkpoint.directory)
             } else {
                 switch method {
                 case .lora: result = .lora(try AdapterFiles.loadLoRA(into: model, from: checkpoint.directory, as: name))
@@ -283,7 +289,11 @@ public final class Trainer {
         } else if !exists {
             var rng = RandomGenerator(seed: configuration.seed).derived(0x1A17)
             switch method {
-            case .lora(let config): try model.addLoRA(config, name: name, rng: &rng)
+            case .lora(let config):
+                try model.addLoRA(config, name: name, rng: &rng)
+                if config.initialization.mutatesBase {  // A₀, B₀ for the conversion at the end (PEFT's initial model)
+                    try AdapterFiles.saveLoRA(model, adapter: name, config: config, to: initialAdapterDirectory)
+                }
             case .adalora(let config, _): try model.addAdaLoRA(config, name: name, rng: &rng)
             }
         }

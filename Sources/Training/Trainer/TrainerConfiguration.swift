@@ -18,6 +18,9 @@ public struct TrainerConfiguration: Sendable {
     public var beta1: Double = 0.9
     public var beta2: Double = 0.999
     public var epsilon: Double = 1e-8
+    /// LoRA+: lora_B (and 1-D adapter parameters such as DoRA's magnitude) learn at learningRate × this ratio
+    /// (PEFT's loraplus_lr_ratio); nil: one learning rate for all.
+    public var loraPlusLearningRateRatio: Double? = nil
     /// Global gradient-norm limit (HF's max_grad_norm 1.0); nil turns clipping off.
     public var clipNorm: Float? = 1.0
     /// Evaluate on the valid split every N steps (0: only at the start and the end).
@@ -59,6 +62,9 @@ public struct TrainerConfiguration: Sendable {
             throw TrainingError.invalidOption(name: "clip", reason: "\(clipNorm) must be a positive number (omit it to turn clipping off)")
         }
         if let packLength { try positive(packLength, "pack length") }
+        if let ratio = loraPlusLearningRateRatio, !(ratio.isFinite && ratio > 0) {
+            throw TrainingError.invalidOption(name: "loraplus lr ratio", reason: "\(ratio) must be a positive number (the LoRA+ paper suggests 16)")
+        }
         _ = try LRSchedule(peakLearningRate: learningRate, warmupSteps: warmupSteps, totalSteps: iterations, decay: decay,
                            minLearningRate: minLearningRate)
     }

@@ -23,8 +23,21 @@ extension TrainingRunOptions {
             if let given = adaLoRAOnly.first(where: \.given) {
                 throw TrainingError.invalidOption(name: given.flag, reason: "applies only to AdaLoRA; add --method adalora or drop it")
             }
+            if lora.useDoRA && lora.initialization.mutatesBase {
+                throw TrainingError.invalidOption(name: "--init", reason: "\(initLoraWeights ?? "") with --dora: the conversion of a trained "
+                    + "PiSSA/OLoRA adapter back to the original base (rank 2r) has no DoRA form; use one or the other")
+            }
             return .lora(lora)
         case "adalora":
+            if dora == true {  // PEFT: "AdaLoRA does not support DoRA"
+                throw TrainingError.invalidOption(name: "--dora", reason: "AdaLoRA does not support DoRA (as in PEFT); use --method lora --dora")
+            }
+            if let ratio = loraplusLrRatio, ratio != 1 {
+                throw TrainingError.invalidOption(name: "--loraplus-lr-ratio", reason: "applies to LoRA's A/B pairs; AdaLoRA's SVD-form triplets have no LoRA+ rule")
+            }
+            if let initLoraWeights, (try? LoRAInitialization(name: initLoraWeights)) != .standard {
+                throw TrainingError.invalidOption(name: "--init", reason: "AdaLoRA has its own initialisation (E = 0, A and B Gaussian); drop --init \(initLoraWeights)")
+            }
             if rank != nil {
                 throw TrainingError.invalidOption(name: "--rank", reason: "is LoRA's fixed rank; AdaLoRA starts every module at --init-rank "
                     + "(default 12) and shrinks the total to --target-rank × modules (default 8): use those instead")

@@ -63,6 +63,12 @@ public struct TrainingRunOptions: Equatable, Sendable {
     public var orthRegForm: String?
     /// Data parallelism: none (one process, the default) or mpi (ranks started by mpirun).
     public var distributed: String?
+    /// DoRA (PEFT use_dora), rsLoRA scaling α/√r (use_rslora), LoRA initialisation (init_lora_weights: true/default,
+    /// gaussian, pissa, pissa_niter_<K>, olora, false/random) and LoRA+'s B-to-A learning-rate ratio.
+    public var dora: Bool?
+    public var rslora: Bool?
+    public var initLoraWeights: String?
+    public var loraplusLrRatio: Double?
 
     /// No option set.
     public init() {}
@@ -81,6 +87,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         ("delta_t", ["deltat"]), ("importance_beta1", ["beta1"]), ("importance_beta2", ["beta2"]),
         ("orth_reg_weight", []), ("orth_reg_form", []),
         ("distributed", ["distributed_backend"]),
+        ("dora", ["use_dora"]), ("rslora", ["use_rslora"]), ("init_lora_weights", ["init"]), ("loraplus_lr_ratio", []),
     ]
 
     /// Reads a config file: JSON for `.json`, YAML otherwise (`.yaml`, `.yml`).
@@ -158,6 +165,12 @@ public struct TrainingRunOptions: Equatable, Sendable {
         importanceBeta1 = try value("importance_beta1", double, "a number"); importanceBeta2 = try value("importance_beta2", double, "a number")
         orthRegWeight = try value("orth_reg_weight", double, "a number"); orthRegForm = try value("orth_reg_form", string, "peft or squared")
         distributed = try value("distributed", string, "mpi or none")
+        dora = try value("dora", bool, "true or false"); rslora = try value("rslora", bool, "true or false")
+        initLoraWeights = try value("init_lora_weights", { v in
+            if case .bool(let b) = v { return b ? "true" : "false" }
+            return string(v)
+        }, "true, false, gaussian, pissa, pissa_niter_<K> or olora")
+        loraplusLrRatio = try value("loraplus_lr_ratio", double, "a number")
     }
 
     /// These options with every unset one taken from `base` (command-line flags over a config file).
@@ -171,6 +184,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         fill(\.overwrite); fill(\.dequantize); fill(\.recomputeActivations); fill(\.method); fill(\.initRank); fill(\.targetRank); fill(\.tinit); fill(\.tfinal)
         fill(\.deltaT); fill(\.importanceBeta1); fill(\.importanceBeta2); fill(\.orthRegWeight); fill(\.orthRegForm)
         fill(\.distributed)
+        fill(\.dora); fill(\.rslora); fill(\.initLoraWeights); fill(\.loraplusLrRatio)
         return r
     }
 
@@ -184,6 +198,13 @@ public struct TrainingRunOptions: Equatable, Sendable {
             throw TrainingError.invalidOption(name: "--targets", reason: "no module names in \"\(targets ?? "")\"")
         }
         lora.baseModelNameOrPath = model
+        lora.useDoRA = dora ?? false
+        lora.useRSLoRA = rslora ?? false
+        if let initLoraWeights {
+            do { lora.initialization = try LoRAInitialization(name: initLoraWeights) } catch {
+                throw TrainingError.invalidOption(name: "--init", reason: "\(error)")
+            }
+        }
         do { try lora.validate() } catch { throw TrainingError.invalidOption(name: "LoRA", reason: "\(error)") }
         let maxLength = self.maxLength ?? 2048
         var trainer = TrainerConfiguration(outputDirectory: URL(fileURLWithPath: out ?? "adapters"))
@@ -212,6 +233,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
         trainer.packLength = packing == true ? maxLength : nil
         trainer.overwriteOutput = overwrite ?? false
         trainer.recomputeActivations = recomputeActivations ?? false
+        trainer.loraPlusLearningRateRatio = loraplusLrRatio
         try trainer.validate()
         if let chatFormat, ChatFormat(rawValue: chatFormat.lowercased()) == nil {
             throw TrainingError.invalidOption(name: "--chat-format", reason: "\"\(chatFormat)\" is not one of chatml, llama3")
