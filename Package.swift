@@ -29,7 +29,7 @@ let package = Package(
     products: [
         .executable(name: "lorakit", targets: ["lorakit"]),
         .library(name: "LoRAKit", targets: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats",
-                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots"]),
+                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "CUDA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +46,9 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: fast),
         // Layer 2: file formats (safetensors, GGUF) and quantized blocks.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: fast),
+        // Layer 2: CUDA device layer: driver/NVRTC/cuBLAS loaded at run time, kernel sources, device tensors.
+        .target(name: "CUDA", dependencies: ["TensorCore", "Formats"], swiftSettings: fast,
+                linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         // Layer 3: PEFT methods (LoRA, AdaLoRA): config, layer, injection.
         .target(name: "PEFT", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats"], swiftSettings: fast),
         // Layer 3: tokenizers (byte-level BPE) and chat templates.
@@ -61,7 +64,7 @@ let package = Package(
         .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
         // Layer 7: the CLI, one file per subcommand.
         .executableTarget(name: "lorakit", dependencies: [
-            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots",
+            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "CUDA",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -76,6 +79,7 @@ let package = Package(
         .testTarget(name: "TokenizersTests", dependencies: ["TestSupport", "Formats", "Tokenizers"]),
         .testTarget(name: "ModelsTests", dependencies: ["TestSupport", "TensorCore", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers"]),
         .testTarget(name: "AnalysisTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots", "Analysis"]),
+        .testTarget(name: "CUDATests", dependencies: ["TestSupport", "TensorCore", "Formats", "CUDA"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis"]),
     ],
     swiftLanguageModes: [.v5]

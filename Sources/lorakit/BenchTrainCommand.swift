@@ -44,7 +44,10 @@ struct BenchTrain: ParsableCommand {
         (variantOnly.map { [$0] } ?? variants.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "bench train")
         try BLAS.ensureAvailable()
         if let only = variantOnly {
             let row = try measure(variant: only)

@@ -28,7 +28,10 @@ struct Eval: ParsableCommand {
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0, got \(limit)") }
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "eval")
         try BLAS.ensureAvailable()
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))
         guard let tokenizer = loaded.tokenizer else { throw ValidationError("\(model): the model has no tokenizer") }

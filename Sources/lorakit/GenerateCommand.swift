@@ -17,7 +17,10 @@ struct Generate: ParsableCommand {
         if system != nil && !chat { throw ValidationError("--system needs --chat") }
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "generate")
         let (generator, loaded) = try generation.makeGenerator()
         let tokenizer = generator.tokenizer
         var template: ChatTemplate?

@@ -17,5 +17,6 @@ struct LoRAKitCommand: ParsableCommand {
             Generate.self,
             Chat.self,
             Merge.self,
+            CUDACommand.self,
         ])
 }

@@ -81,7 +81,10 @@ struct Train: ParsableCommand {
         return o
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "train")
         var options = commandLineOptions
         if let config { options = options.overriding(try TrainingRunOptions.load(configFile: URL(fileURLWithPath: config))) }
         let plan = try options.resolved()

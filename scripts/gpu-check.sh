@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The one script a session with a GPU runs; it builds nothing there. Prepare on the build machine with
+# scripts/gpu-bundle.sh (static release binary, precompiled kernels, OpenBLAS) and carry ".gpu"; on the GPU:
+#   scripts/gpu-check.sh            # prints one JSON summary on stdout; per-step outputs under $OUT (or .gpu/out)
+# Steps, each with its own time limit so the whole run fits ~12 minutes of device time:
+#   1. lorakit cuda info      driver, device, NVRTC/cuBLAS found (which GEMM path is used)
+#   2. kernel compile         for the device's own arch with NVRTC when present (else the carried sm_90/sm_80 cubins)
+#   3. lorakit cuda selftest  every CUDA kernel vs the CPU kernels on random data (fp32 and bf16 tolerances)
+#   4. model-level parity     lorakit cuda parity, when this build has it (loss, adapter-gradient cosine, greedy tokens)
+#   5. lorakit bench train --device cuda at 4×256 and 16×512, LoRA q,v and all-linear, SmolLM2-135M and a
+#      random-init 1.1B Llama shape (when the model file is present: $LORAKIT_MODELS/smollm2/...)
+# A step that fails or is not available is recorded with its exit status and the tail of its error output.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="${OUT:-$root/.gpu/out}"
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ -f "$root/.gpu/bundle.tar.gz" ]; then
+    tar -xzf "$root/.gpu/bundle.tar.gz" -C "$work"
+    lk="$work/lorakit"
+    export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    [ -f "$work/lib/libopenblas.so.0" ] && export LORAKIT_BLAS="$work/lib/libopenblas.so.0"
+    export LORAKIT_CUDA_CACHE="$work/kernels"
+else
+    lk="${LORAKIT_BIN:-$root/.build/release/lorakit}"
+fi
+models="${LORAKIT_MODELS:-$root/models}"
+smollm="$models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+steps=()
+# step NAME SECONDS COMMAND...: runs it, keeps stdout as $out/NAME.json, records the status.
+step() {
+    local name=$1 limit=$2; shift 2
+    local start=$(date +%s.%N)
+    timeout "$limit" "$@" >"$out/$name.json" 2>"$out/$name.err"
+    local rc=$?
+    local secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    local err=$(tail -c 600 "$out/$name.err" | tr '\n"\\\t' '   ' | tr -cd '[:print:]')
+    local body=$(cat "$out/$name.json")
+    [ -n "$body" ] && printf '%s' "$body" | head -c 1 | grep -q '[{[]' || body=null
+    steps+=("{\"step\": \"$name\", \"exit\": $rc, \"seconds\": $secs, \"stderr_tail\": \"$err\", \"output\": $body}")
+    return $rc
+}
+
+step info 60 "$lk" cuda info
+arch=$(grep -o '"compute_capability" : [0-9]*' "$out/info.json" | grep -o '[0-9]*$' | head -1)
+step compile 180 "$lk" cuda compile --arch "${arch:-90}" --cache-dir "$work/kernels-native"
+step selftest 240 "$lk" cuda selftest
+if "$lk" cuda parity --help >/dev/null 2>&1 && [ -f "$smollm" ]; then
+    step parity 180 "$lk" cuda parity --model "$smollm"
+fi
+for shape in "4 256" "16 512"; do
+    set -- $shape
+    if [ -f "$smollm" ]; then
+        step "bench_smollm2_${1}x${2}" 150 "$lk" bench train --device cuda --model "$smollm" --rows "$1" --length "$2" \
+            --variants lora-qv,lora-all --steps 5 --warmup-steps 2
+    fi
+done
+
+{
+    printf '{"script": "scripts/gpu-check.sh", "date": "%s", "steps": [' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    sep=""
+    for s in "${steps[@]}"; do printf '%s%s' "$sep" "$s"; sep=", "; done
+    printf ']}\n'
+} | tee "$out/summary.json"
