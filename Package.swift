@@ -29,7 +29,7 @@ let package = Package(
     products: [
         .executable(name: "lorakit", targets: ["lorakit"]),
         .library(name: "LoRAKit", targets: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats",
-                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "CUDA"]),
+                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "CUDA", "DeviceModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -55,6 +55,8 @@ let package = Package(
         .target(name: "Tokenizers", dependencies: ["Formats"], swiftSettings: fast),
         // Layer 4: model families (Llama).
         .target(name: "Models", dependencies: ["TensorCore", "Autograd", "NN", "Formats", "PEFT", "Tokenizers"], swiftSettings: fast),
+        // Layer 4: model families run on a CUDA device through the CUDA layer's launchers.
+        .target(name: "DeviceModels", dependencies: ["TensorCore", "Formats", "PEFT", "Models", "CUDA"], swiftSettings: fast),
         // Layer 0 (no numerics): SVG charts (line plots, heatmaps) written by hand.
         .target(name: "Plots"),
         // Layer 6: data, trainer, experiments (which use Analysis' subspace comparisons).
@@ -64,7 +66,7 @@ let package = Package(
         .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
         // Layer 7: the CLI, one file per subcommand.
         .executableTarget(name: "lorakit", dependencies: [
-            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "CUDA",
+            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "CUDA", "DeviceModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 

@@ -10,8 +10,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
-swift build -c release --static-swift-stdlib --product lorakit
-bin="$(swift build -c release --static-swift-stdlib --show-bin-path)/lorakit"
+swift build -c release --static-swift-stdlib --scratch-path "$root/.build-static" --product lorakit
+bin="$(swift build -c release --static-swift-stdlib --scratch-path "$root/.build-static" --show-bin-path)/lorakit"
 stage="$root/.gpu/stage"
 rm -rf "$stage" && mkdir -p "$stage/lib" "$stage/kernels"
 cp "$bin" "$stage/lorakit"

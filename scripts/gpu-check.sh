@@ -6,9 +6,11 @@
 #   1. lorakit cuda info      driver, device, NVRTC/cuBLAS found (which GEMM path is used)
 #   2. kernel compile         for the device's own arch with NVRTC when present (else the carried sm_90/sm_80 cubins)
 #   3. lorakit cuda selftest  every CUDA kernel vs the CPU kernels on random data (fp32 and bf16 tolerances)
-#   4. model-level parity     lorakit cuda parity, when this build has it (loss, adapter-gradient cosine, greedy tokens)
+#   4. lorakit cuda parity    model-level CUDA vs CPU: loss fp32/bf16, training loss with dropout, adapter-gradient
+#                             cosine, 20 greedy tokens in fp32 (SmolLM2 when $LORAKIT_MODELS has it, else a random-init
+#                             model of its shape: the 94 MB checkpoint is too large to carry)
 #   5. lorakit bench train --device cuda at 4×256 and 16×512, LoRA q,v and all-linear, SmolLM2-135M and a
-#      random-init 1.1B Llama shape (when the model file is present: $LORAKIT_MODELS/smollm2/...)
+#      random-init TinyLlama-1.1B shape
 # A step that fails or is not available is recorded with its exit status and the tail of its error output.
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,15 +49,14 @@ step info 60 "$lk" cuda info
 arch=$(grep -o '"compute_capability" : [0-9]*' "$out/info.json" | grep -o '[0-9]*$' | head -1)
 step compile 180 "$lk" cuda compile --arch "${arch:-90}" --cache-dir "$work/kernels-native"
 step selftest 240 "$lk" cuda selftest
-if "$lk" cuda parity --help >/dev/null 2>&1 && [ -f "$smollm" ]; then
-    step parity 180 "$lk" cuda parity --model "$smollm"
-fi
+if [ -f "$smollm" ]; then model_args=(--model "$smollm"); model_name=smollm2; else model_args=(--random-shape smollm2-135m); model_name=smollm2-random; fi
+step parity 240 "$lk" cuda parity "${model_args[@]}"
 for shape in "4 256" "16 512"; do
     set -- $shape
-    if [ -f "$smollm" ]; then
-        step "bench_smollm2_${1}x${2}" 150 "$lk" bench train --device cuda --model "$smollm" --rows "$1" --length "$2" \
-            --variants lora-qv,lora-all --steps 5 --warmup-steps 2
-    fi
+    step "bench_${model_name}_${1}x${2}" 150 "$lk" bench train --device cuda "${model_args[@]}" --rows "$1" --length "$2" \
+        --variants lora-qv,lora-all --steps 3 --warmup-steps 1
+    step "bench_tinyllama-1.1b-random_${1}x${2}" 200 "$lk" bench train --device cuda --random-shape tinyllama-1.1b --rows "$1" --length "$2" \
+        --variants lora-qv,lora-all --steps 3 --warmup-steps 1
 done
 
 {

@@ -62,12 +62,45 @@ public final class CUDAContext: @unchecked Sendable {
 
     // MARK: memory
 
+    /// Freed device blocks by size class, handed out again: a training step allocates the same shapes every layer
+    /// and every step, and cuMemAlloc/cuMemFree are slow and synchronise the device. Reuse is safe because all
+    /// work is queued on one stream: a block's earlier uses run before any later one.
+    private var freeBlocks: [Int: [CUDADevicePointer]] = [:]
+    public private(set) var cachedBytes = 0
+
+    /// Bytes actually reserved for a request: multiples of 512 B below 1 MiB, else eight classes per power of two.
+    public static func sizeClass(_ bytes: Int) -> Int {
+        let b = max(bytes, 1)
+        if b < 1 << 20 { return (b + 511) / 512 * 512 }
+        let step = 1 << (Int.bitWidth - b.leadingZeroBitCount - 4)  // 1/8 of the power of two below b
+        return (b + step - 1) / step * step
+    }
+
     func allocate(bytes: Int) throws -> CUDADevicePointer {
+        let size = Self.sizeClass(bytes)
+        if var list = freeBlocks[size], let p = list.popLast() {
+            freeBlocks[size] = list; cachedBytes -= size
+            return p
+        }
         var p: CUDADevicePointer = 0
-        try api.check(api.cuMemAlloc(&p, max(bytes, 1)), "cuMemAlloc(\(bytes) bytes)")
+        var status = api.cuMemAlloc(&p, size)
+        if status == 2 /* CUDA_ERROR_OUT_OF_MEMORY */ && cachedBytes > 0 {
+            releaseCachedMemory()
+            status = api.cuMemAlloc(&p, size)
+        }
+        try api.check(status, "cuMemAlloc(\(size) bytes)")
         return p
     }
-    func free(_ p: CUDADevicePointer) { _ = api.cuMemFree(p) }
+    func free(_ p: CUDADevicePointer, bytes: Int) {
+        let size = Self.sizeClass(bytes)
+        freeBlocks[size, default: []].append(p); cachedBytes += size
+    }
+    /// Returns every cached block to the driver.
+    public func releaseCachedMemory() {
+        _ = api.cuStreamSynchronize(stream)
+        for (_, list) in freeBlocks { for p in list { _ = api.cuMemFree(p) } }
+        freeBlocks = [:]; cachedBytes = 0
+    }
 
     func upload(_ bytes: UnsafeRawBufferPointer, to p: CUDADevicePointer) throws {
         guard bytes.count > 0 else { return }

@@ -28,7 +28,7 @@ public final class DeviceBuffer: @unchecked Sendable {
         self.context = context; self.byteCount = byteCount
         address = try context.allocate(bytes: byteCount)
     }
-    deinit { context.free(address) }
+    deinit { context.free(address, bytes: byteCount) }
 }
 
 /// A typed, shaped view of device memory.
@@ -118,6 +118,9 @@ public struct DeviceTensor: @unchecked Sendable {
             throw CUDAError.invalidLaunch(kernel: "DeviceTensor.toTensor", reason: "\(type.rawValue) does not read back as Float32")
         }
     }
+
+    /// Sets every element to zero (queued on the stream).
+    public func zeroFill() throws { try buffer.context.zero(address, bytes: type.byteCount(count)) }
 
     /// Reads back raw int32 values.
     public func int32Values() throws -> [Int32] {

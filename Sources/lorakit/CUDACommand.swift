@@ -9,7 +9,7 @@ struct CUDACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cuda",
         abstract: "CUDA backend: device and library discovery, kernel compilation, per-kernel parity self-test (JSON).",
-        subcommands: [Info.self, Compile.self, SelfTest.self])
+        subcommands: [Info.self, Compile.self, SelfTest.self, Parity.self])
 
     static func printJSON(_ object: Any) throws {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])

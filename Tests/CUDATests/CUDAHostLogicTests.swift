@@ -87,6 +87,17 @@ final class LaunchGeometryTests: XCTestCase {
         XCTAssertThrowsError(try bad.validate())
     }
 
+    func testDeviceAllocationSizeClasses() {
+        XCTAssertEqual(CUDAContext.sizeClass(1), 512)
+        XCTAssertEqual(CUDAContext.sizeClass(513), 1024)
+        XCTAssertEqual(CUDAContext.sizeClass(1 << 20), 1 << 20)
+        XCTAssertEqual(CUDAContext.sizeClass((1 << 20) + 1), (1 << 20) + (1 << 17))   // ≤ 12.5 % slack
+        for bytes in [1000, 123_457, 5_000_000, 300_000_000] {
+            let c = CUDAContext.sizeClass(bytes)
+            XCTAssertGreaterThanOrEqual(c, bytes); XCTAssertLessThanOrEqual(Double(c), Double(bytes) * 1.125 + 512)
+        }
+    }
+
     func testRowMajorToColumnMajorMapping() {
         // y[M, N] = x[M, K] · W[N, K]ᵀ (a linear layer): cuBLAS computes yᵀ = W · xᵀ → op(A) = T on W, N on x.
         let g = ColumnMajorGEMM(rowMajorM: 1024, n: 576, k: 192, transposeA: false, transposeB: true, lda: 192, ldb: 192, ldc: 576)
