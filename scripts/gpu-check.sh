@@ -2,9 +2,10 @@
 # The one script a session with a GPU runs; it builds nothing there. Prepare on the build machine with
 # scripts/gpu-bundle.sh (static release binary, precompiled kernels, OpenBLAS) and carry ".gpu"; on the GPU:
 #   scripts/gpu-check.sh            # prints one JSON summary on stdout; per-step outputs under $OUT (or .gpu/out)
-# Steps, each with its own time limit so the whole run fits ~12 minutes of device time:
+# Steps, each with its own time limit (700 s in all at worst) so the whole run fits ~12 minutes of device time:
 #   1. lorakit cuda info      driver, device, NVRTC/cuBLAS found (which GEMM path is used)
-#   2. kernel compile         for the device's own arch with NVRTC when present (else the carried sm_90/sm_80 cubins)
+#   2. kernel compile         for the device's own arch with NVRTC when present, into the cache the later steps use
+#                             (without NVRTC this step fails fast and the carried sm_90/sm_80 cubins are used)
 #   3. lorakit cuda selftest  every CUDA kernel vs the CPU kernels on random data (fp32 and bf16 tolerances)
 #   4. lorakit cuda parity    model-level CUDA vs CPU: loss fp32/bf16, training loss with dropout, adapter-gradient
 #                             cosine, 20 greedy tokens in fp32 (SmolLM2 when $LORAKIT_MODELS has it, else a random-init
@@ -26,6 +27,7 @@ if [ -f "$root/.gpu/bundle.tar.gz" ]; then
     export LORAKIT_CUDA_CACHE="$work/kernels"
 else
     lk="${LORAKIT_BIN:-$root/.build/release/lorakit}"
+    export LORAKIT_CUDA_CACHE="${LORAKIT_CUDA_CACHE:-$work/kernels}"
 fi
 models="${LORAKIT_MODELS:-$root/models}"
 smollm="$models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,17 +47,17 @@ step() {
     return $rc
 }
 
-step info 60 "$lk" cuda info
+step info 30 "$lk" cuda info
 arch=$(grep -o '"compute_capability" : [0-9]*' "$out/info.json" | grep -o '[0-9]*$' | head -1)
-step compile 180 "$lk" cuda compile --arch "${arch:-90}" --cache-dir "$work/kernels-native"
-step selftest 240 "$lk" cuda selftest
+step compile 60 "$lk" cuda compile --arch "${arch:-90}" --cache-dir "$LORAKIT_CUDA_CACHE"  # later steps hit this cache
+step selftest 120 "$lk" cuda selftest
 if [ -f "$smollm" ]; then model_args=(--model "$smollm"); model_name=smollm2; else model_args=(--random-shape smollm2-135m); model_name=smollm2-random; fi
-step parity 240 "$lk" cuda parity "${model_args[@]}"
+step parity 120 "$lk" cuda parity "${model_args[@]}"
 for shape in "4 256" "16 512"; do
     set -- $shape
-    step "bench_${model_name}_${1}x${2}" 150 "$lk" bench train --device cuda "${model_args[@]}" --rows "$1" --length "$2" \
+    step "bench_${model_name}_${1}x${2}" 75 "$lk" bench train --device cuda "${model_args[@]}" --rows "$1" --length "$2" \
         --variants lora-qv,lora-all --steps 3 --warmup-steps 1
-    step "bench_tinyllama-1.1b-random_${1}x${2}" 200 "$lk" bench train --device cuda --random-shape tinyllama-1.1b --rows "$1" --length "$2" \
+    step "bench_tinyllama-1.1b-random_${1}x${2}" 110 "$lk" bench train --device cuda --random-shape tinyllama-1.1b --rows "$1" --length "$2" \
         --variants lora-qv,lora-all --steps 3 --warmup-steps 1
 done
 

@@ -13,7 +13,7 @@ extension CUDACommand {
     /// (cosine ≥ 0.999, overall and per tensor), and greedy tokens in fp32 (identical).
     struct Parity: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Model-level CUDA vs CPU parity (loss fp32/bf16, greedy tokens) as JSON; needs a GPU; exit 1 on a failure.")
+            abstract: "Model-level CUDA vs CPU parity (loss fp32/bf16, training loss with dropout, adapter-gradient cosine, greedy tokens) as JSON; needs a GPU; exit 1 on a failure.")
         @Option(help: "A .gguf file or a Hugging Face model directory.") var model = "models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
         @Option(help: "A random-init shape instead of --model (smollm2-135m, tinyllama-1.1b).") var randomShape: String?
         @Option(help: "Sequences in the batch.") var rows = 2
