@@ -29,7 +29,7 @@ let package = Package(
     products: [
         .executable(name: "lorakit", targets: ["lorakit"]),
         .library(name: "LoRAKit", targets: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats",
-                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives"]),
+                                            "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives", "CUDA", "DeviceModels"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,12 +46,17 @@ let package = Package(
         .target(name: "NN", dependencies: ["TensorCore", "Autograd"], swiftSettings: fast),
         // Layer 2: file formats (safetensors, GGUF) and quantized blocks.
         .target(name: "Formats", dependencies: ["TensorCore"], swiftSettings: fast),
+        // Layer 2: CUDA device layer: driver/NVRTC/cuBLAS loaded at run time, kernel sources, device tensors.
+        .target(name: "CUDA", dependencies: ["TensorCore", "Formats"], swiftSettings: fast,
+                linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         // Layer 3: PEFT methods (LoRA, AdaLoRA): config, layer, injection.
         .target(name: "PEFT", dependencies: ["TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats"], swiftSettings: fast),
         // Layer 3: tokenizers (byte-level BPE) and chat templates.
         .target(name: "Tokenizers", dependencies: ["Formats"], swiftSettings: fast),
         // Layer 4: model families (Llama).
         .target(name: "Models", dependencies: ["TensorCore", "Autograd", "NN", "Formats", "PEFT", "Tokenizers"], swiftSettings: fast),
+        // Layer 4: model families run on a CUDA device through the CUDA layer's launchers.
+        .target(name: "DeviceModels", dependencies: ["TensorCore", "Formats", "PEFT", "Models", "CUDA"], swiftSettings: fast),
         // Layer 0 (no numerics): SVG charts (line plots, heatmaps) written by hand.
         .target(name: "Plots"),
         // Layer 0 (no numerics): rank/size, all-reduce, broadcast for data parallelism; Open MPI loaded with dlopen.
@@ -63,7 +68,7 @@ let package = Package(
         .target(name: "Analysis", dependencies: ["TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots"], swiftSettings: fast),
         // Layer 7: the CLI, one file per subcommand.
         .executableTarget(name: "lorakit", dependencies: [
-            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives",
+            "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives", "CUDA", "DeviceModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
 
@@ -80,6 +85,7 @@ let package = Package(
         .testTarget(name: "AnalysisTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Formats", "PEFT", "Models", "Plots", "Analysis"]),
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Collectives"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
+        .testTarget(name: "CUDATests", dependencies: ["TestSupport", "TensorCore", "Formats", "CUDA"]),
     ],
     swiftLanguageModes: [.v5]
 )

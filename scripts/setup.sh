@@ -17,3 +17,10 @@ fi
 if [ "${LORAKIT_SKIP_MODELS:-0}" != 1 ]; then
     "$root/scripts/fetch-models.sh" >/dev/null
 fi
+# NVRTC (CUDA's run-time compiler) from PyPI, outside git in .cache/: the test suite compiles every CUDA kernel
+# with it for sm_80 and sm_90, no GPU or CUDA toolkit needed. LORAKIT_SKIP_NVRTC=1 skips it.
+nvrtc_dir="$root/.cache/nvidia-cuda-nvrtc"
+if [ "$(uname)" = Linux ] && [ "${LORAKIT_SKIP_NVRTC:-0}" != 1 ] && ! [ -e "$nvrtc_dir/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --no-deps \
+        --target "$nvrtc_dir" "nvidia-cuda-nvrtc-cu12==12.9.86"
+fi

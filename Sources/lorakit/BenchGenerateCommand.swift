@@ -23,7 +23,10 @@ struct BenchGenerate: ParsableCommand {
         }
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "bench generate")
         try BLAS.ensureAvailable()
         let loadStart = Date()
         let loaded = try ModelLoader.load(URL(fileURLWithPath: model))

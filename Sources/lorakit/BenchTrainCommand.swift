@@ -31,6 +31,7 @@ struct BenchTrain: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmupSteps = 1
     @Option(help: "Timed steps (the median is reported).") var steps = 3
     @Option(help: .hidden) var variantOnly: String?
+    @Option(help: "With --device cuda: a random-init model shape instead of --model (smollm2-135m, tinyllama-1.1b).") var randomShape: String?
 
     func validate() throws {
         guard rows > 0, length > 1, rank > 0, steps > 0, warmupSteps >= 0 else {
@@ -45,7 +46,11 @@ struct BenchTrain: ParsableCommand {
         (variantOnly.map { [$0] } ?? variants.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        if case .cuda = try deviceOption.resolve() { return try runOnCUDA() }
+        if randomShape != nil { throw ValidationError("--random-shape needs --device cuda") }
         try BLAS.ensureAvailable()
         if let only = variantOnly {
             let row = try measure(variant: only)

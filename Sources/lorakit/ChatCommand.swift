@@ -12,7 +12,10 @@ struct Chat: ParsableCommand {
     @OptionGroup var generation: GenerationArguments
     @Option(help: "System message (default: the template's own, if any).") var system: String?
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "chat")
         let (generator, loaded) = try generation.makeGenerator()
         let template = try generation.chatTemplate(loaded)
         let options = generation.options(endOfTurn: template, tokenizer: generator.tokenizer)

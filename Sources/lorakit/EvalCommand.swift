@@ -28,7 +28,10 @@ struct Eval: ParsableCommand {
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0, got \(limit)") }
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "eval")
         try BLAS.ensureAvailable()
         if EncoderTrainingRun.isEncoderModel(model) {  // BERT: accuracy or recall@1 (EncoderEvalCommand.swift)
             try evaluateEncoder(model: model, data: data, adapter: adapter, batchSize: batchSize,

@@ -44,7 +44,10 @@ struct Generate: ParsableCommand {
         return prompt.map { _ in nil }
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "generate")
         let (generator, loaded) = try generation.makeGenerator()
         let tokenizer = generator.tokenizer
         let perPrompt = try adapterPerPrompt(try generation.adapters.map(\.name))

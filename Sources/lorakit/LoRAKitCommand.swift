@@ -20,5 +20,6 @@ struct LoRAKitCommand: ParsableCommand {
             Merge.self,
             Embed.self,
             Export.self,
+            CUDACommand.self,
         ])
 }

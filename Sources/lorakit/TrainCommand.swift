@@ -90,7 +90,10 @@ struct Train: ParsableCommand {
         return o
     }
 
+    @OptionGroup var deviceOption: DeviceOption
+
     func run() throws {
+        try deviceOption.requireCPUPath(command: "train")
         var options = commandLineOptions
         if let config { options = options.overriding(try TrainingRunOptions.load(configFile: URL(fileURLWithPath: config))) }
         if let path = options.model, EncoderTrainingRun.isEncoderModel(path) {  // BERT: classification or retrieval
