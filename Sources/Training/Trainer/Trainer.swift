@@ -345,6 +345,6 @@ public final class Trainer {
     func pruneCheckpoints() {
         guard configuration.keepCheckpoints > 0 else { return }
         let all = TrainerCheckpoint.list(in: checkpointsDirectory)
-        for old in all.dropLast(configuration.keepCheckpoints) { try? FileManager.default.removeItem(at: old.directory) }
+        for old in all.dropLast(configuration.keepCheckpoints) { TrainerCheckpoint.remove(old.directory) }
     }
 }
