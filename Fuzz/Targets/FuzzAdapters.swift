@@ -12,6 +12,17 @@ enum FuzzAdapters {
         if let lora = try? LoRAConfig(json: object) {
             accepted = true
             // What we accept we can write back, and reading that back gives the same config.
+            // Injected into a small base: the config's ranks size allocations, so absurd ones must be refused first.
+            // (Only small ranks are really allocated; larger ones must be refused by the size check or are just slow.)
+            if lora.r <= 512 && lora.rankPattern.allSatisfy({ $0.value <= 512 }) {
+                var rng = RandomGenerator(seed: 2)
+                _ = try? FuzzBaseModel().addLoRA(lora, rng: &rng)
+            } else if lora.r.multipliedReportingOverflow(by: 24).overflow || lora.r * 24 > AdaptedLinear.maxAdapterParameters {
+                let layer = FuzzBaseModel().layers[0]
+                guard (try? AdaptedLinear.checkAdapterSize(rank: lora.r, layer: layer, field: "r")) == nil else {
+                    throw FuzzInvariantViolation(target: "adapter-config", reason: "rank \(lora.r) passes the size check")
+                }
+            }
             let again = try LoRAConfig(json: lora.jsonObject())
             guard again.jsonObject() == lora.jsonObject() else {
                 throw FuzzInvariantViolation(target: "adapter-config", reason: "LoRA config changes on a round trip")
@@ -19,6 +30,10 @@ enum FuzzAdapters {
         }
         if let adalora = try? AdaLoRAConfig(json: object) {
             accepted = true
+            if adalora.initR <= 512 {
+                var rng = RandomGenerator(seed: 2)
+                _ = try? FuzzBaseModel().addAdaLoRA(adalora, rng: &rng)
+            }
             let again = try AdaLoRAConfig(json: adalora.jsonObject())
             guard again.jsonObject() == adalora.jsonObject() else {
                 throw FuzzInvariantViolation(target: "adapter-config", reason: "AdaLoRA config changes on a round trip")

@@ -1,7 +1,9 @@
 // The fast part of the fuzzing work: every committed seed (Fuzz/Corpus/<target>/) and every crash reproducer
 // found by scripts/fuzz.sh (Fuzz/Regressions/<target>/) is run through its fuzz target in-process. Seeds must
-// be accepted (they are valid files); reproducers must be refused with one of LoRAKit's own typed errors —
-// never a crash, a hang, or a Foundation error that names no field. Both must pass the targets' invariants.
+// be accepted (they are valid files, some with hostile but legal values such as r = 2^62); a reproducer (an
+// input that once crashed, hung or allocated without bound) must now finish fast, either accepted with the
+// target's invariants holding or refused with one of LoRAKit's own typed errors — never a crash, a hang, or a
+// Foundation error that names no field.
 import Foundation
 import XCTest
 import FuzzTargets
@@ -35,24 +37,25 @@ final class FuzzCorpusReplayTests: XCTestCase {
         print("fuzz seeds replayed: \(count)")
     }
 
-    func testEveryReproducerIsRefusedWithATypedError() throws {
-        var count = 0
+    func testEveryReproducerFinishesFastWithoutCrashing() throws {
+        var count = 0, refused = 0
         for target in FuzzTarget.allCases {
             for url in files("Regressions", target) {
                 count += 1
                 let started = Date()
                 do {
                     try target.run([UInt8](try Data(contentsOf: url)))
-                    XCTFail("\(target.rawValue)/\(url.lastPathComponent): accepted")
                 } catch let violation as FuzzInvariantViolation {
                     XCTFail("\(violation)")
                 } catch {
                     XCTAssertTrue(isLoRAKitError(error), "\(target.rawValue)/\(url.lastPathComponent): untyped \(String(reflecting: Swift.type(of: error))): \(error)")
                     XCTAssertFalse("\(error)".isEmpty)
+                    refused += 1
                 }
                 XCTAssertLessThan(Date().timeIntervalSince(started), 5, "\(target.rawValue)/\(url.lastPathComponent) is slow to refuse")
             }
         }
-        print("fuzz reproducers replayed: \(count)")
+        XCTAssertGreaterThan(count, 0)
+        print("fuzz reproducers replayed: \(count), refused with a typed error: \(refused)")
     }
 }

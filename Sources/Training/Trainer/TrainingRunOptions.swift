@@ -92,6 +92,8 @@ public struct TrainingRunOptions: Equatable, Sendable {
             }
         } else {
             let loaded: Any?
+            try RunConfigYAMLGuard.check(String(decoding: data, as: UTF8.self), path: path)
+            try RunConfigYAMLGuard.checkKeys(String(decoding: data, as: UTF8.self), path: path)
             do { loaded = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch {
                 throw TrainingError.configFile(path: path, key: nil, reason: "not valid YAML: \(error)")
             }
