@@ -5,14 +5,17 @@
 # least-squares slope of RSS against step is reported in MB per 1000 steps and must stay under SLOPE_LIMIT (1.0).
 #   scripts/soak.sh                   (STEPS=2000 SLOPE_LIMIT=1.0 MODEL=<tiny GGUF written by soak_model.py>)
 #   MODEL=$LORAKIT_MODELS/smollm2/…gguf STEPS=500 scripts/soak.sh     the same on a real model
+#   LORAKIT_BIN=path/to/lorakit scripts/soak.sh                      use a built binary instead of building
 # Runs niced. Writes .build/soak/{rss.tsv,summary.json} and prints the summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 steps=${STEPS:-2000} limit=${SLOPE_LIMIT:-1.0}
 work=.build/soak
 rm -rf "$work" && mkdir -p "$work/data"
-swift build -c release --product lorakit 2>&1 | grep -E "error|Compiling|Build complete" | tail -3
-lorakit=$(swift build -c release --show-bin-path)/lorakit
+if [[ -n "${LORAKIT_BIN:-}" ]]; then lorakit=$LORAKIT_BIN; else
+  swift build -c release --product lorakit 2>&1 | grep -E "error|Build complete" | tail -3
+  lorakit=$(swift build -c release --show-bin-path)/lorakit
+fi
 model=${MODEL:-$work/tiny.gguf}
 [[ -n "${MODEL:-}" ]] || python3 scripts/soak_model.py "$model"
 python3 - "$work/data" <<'PY'

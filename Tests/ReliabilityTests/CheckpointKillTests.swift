@@ -135,7 +135,7 @@ extension CheckpointKillTests {
     func testALossBlownUpByTheLearningRateStopsAtItsStep() throws {
         let out = directory.appendingPathComponent("blown-up")
         var arguments = trainArguments(out: out, resume: false)
-        arguments[arguments.firstIndex(of: "--learning-rate")! + 1] = "1e30"
+        arguments[arguments.firstIndex(of: "--learning-rate")! + 1] = "1e300"
         arguments += ["--clip", "0", "--warmup", "2"]
         let errors = directory.appendingPathComponent("stderr.txt")
         FileManager.default.createFile(atPath: errors.path, contents: nil)

@@ -81,4 +81,16 @@ final class NumericalFaultTests: XCTestCase {
         // bf16 has f32's range: the same merge is representable there.
         XCTAssertNoThrow(try MergedModelWriter.merge(model: gguf, adapter: url, to: directory.appendingPathComponent("merged-bf16"), precision: .bf16))
     }
+
+    func testAnAbsurdRankIsRefusedBeforeAllocating() throws {
+        var rng = RandomGenerator(seed: 4)
+        let model = SmallAdaptableModel(rng: &rng)
+        for rank in [1 << 62, 1 << 40] {
+            XCTAssertThrowsError(try model.addLoRA(LoRAConfig(r: rank, loraAlpha: 8, targetModules: .names(["q_proj"])), rng: &rng)) { error in
+                XCTAssertTrue("\(error)".contains("model.layers.0.self_attn.q_proj"), "\(error)")
+            }
+        }
+        XCTAssertTrue(model.adaptedLinears.allSatisfy { $0.adapters.isEmpty })
+        XCTAssertNoThrow(try model.addLoRA(LoRAConfig(r: 4, loraAlpha: 8, targetModules: .names(["q_proj"])), rng: &rng))
+    }
 }

@@ -4,7 +4,8 @@
 // (docs/RELIABILITY.md). A run config is a flat mapping of option: value (a list at most), so the limits are far
 // beyond any real file: nesting 32 levels, no anchors or aliases. Yams also force-unwraps every mapping key as a
 // string, so a sequence or mapping used as a key ("? - a") traps inside Yams; keys are checked on the composed
-// node tree first.
+// node tree first, and scalars are resolved here, not by Yams' constructors (which trap on sexagesimal integers
+// such as "3:3:3:…:33" that overflow).
 import Yams
 
 enum RunConfigYAMLGuard {
@@ -77,5 +78,51 @@ enum RunConfigYAMLGuard {
             }
         }
         if let root { try walk(root) }
+    }
+
+    /// The top-level mapping of a YAML run config as option → value, built from the composed node tree (after
+    /// `check`), resolving plain scalars as YAML's core schema does: null, true/false, integers, floats, strings.
+    static func entries(_ text: String, path: String) throws -> [String: ConfigValue] {
+        try check(text, path: path)
+        try checkKeys(text, path: path)
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch {
+            throw TrainingError.configFile(path: path, key: nil, reason: "not valid YAML: \(error)")
+        }
+        guard let root else { throw TrainingError.configFile(path: path, key: nil, reason: "the file is empty") }
+        guard case .mapping(let pairs) = root else {
+            throw TrainingError.configFile(path: path, key: nil, reason: "the top level must be a mapping of option: value")
+        }
+        var result: [String: ConfigValue] = [:]
+        for (key, value) in pairs { result[key.scalar?.string ?? ""] = configValue(value) }
+        return result
+    }
+
+    static func configValue(_ node: Node) -> ConfigValue {
+        switch node {
+        case .sequence(let items): return .list(items.map(configValue))
+        case .mapping: return .mapping
+        case .scalar(let scalar):
+            let text = scalar.string
+            guard scalar.style == .plain else { return .string(text) }
+            switch text {
+            case "", "~", "null", "Null", "NULL": return .null
+            case "true", "True", "TRUE": return .bool(true)
+            case "false", "False", "FALSE": return .bool(false)
+            case ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF": return .number(.infinity)
+            case "-.inf", "-.Inf", "-.INF": return .number(-.infinity)
+            case ".nan", ".NaN", ".NAN": return .number(.nan)
+            default: break
+            }
+            let digits = text.replacingOccurrences(of: "_", with: "")
+            if digits.range(of: #"^[-+]?[0-9]+$"#, options: .regularExpression) != nil {
+                return Double(digits).map { .number($0) } ?? .string(text)
+            }
+            if digits.range(of: #"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"#, options: .regularExpression) != nil,
+               let d = Double(digits) {
+                return .number(d)
+            }
+            return .string(text)
+        }
     }
 }
