@@ -145,12 +145,18 @@ public struct TrainerCheckpoint {
 
     /// The checkpoint a `--resume` path means: the directory itself when it holds a trainer state, else the
     /// newest checkpoint in its `checkpoints` subdirectory (a run's output directory).
+    /// Resolving for a resume also clears the leftovers of killed writers beside the checkpoint (a resumed run
+    /// that is already at its last step writes no checkpoint that would do it).
     public static func resolve(_ url: URL) throws -> URL {
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFileName).path) { return url }
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFileName).path) {
+            removeStaleTemporaries(in: url.deletingLastPathComponent())
+            return url
+        }
         guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError.checkpoint(path: url.path, reason: "no such directory") }
         guard let latest = list(in: url.appendingPathComponent("checkpoints")).last else {
             throw TrainingError.checkpoint(path: url.path, reason: "holds neither \(stateFileName) nor checkpoints/\(directoryPrefix)*")
         }
+        removeStaleTemporaries(in: url.appendingPathComponent("checkpoints"))
         return latest.directory
     }
 
