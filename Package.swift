@@ -71,6 +71,11 @@ let package = Package(
             "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Plots", "Collectives", "CUDA", "DeviceModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
+        // Reliability: one fuzz target per parser of outside files (Fuzz/Targets) and their driver, lorakit-fuzz
+        // (libFuzzer when built by scripts/fuzz.sh; replay of saved inputs in any build). See docs/RELIABILITY.md.
+        .target(name: "FuzzTargets", dependencies: ["TensorCore", "Autograd", "Formats", "PEFT", "Tokenizers", "Models", "Training"],
+                path: "Fuzz/Targets"),
+        .executableTarget(name: "lorakit-fuzz", dependencies: ["FuzzTargets"], path: "Fuzz/Driver"),
 
         // Shared by the test targets: fixture lookup, tolerances, finite-difference checks.
         .target(name: "TestSupport", dependencies: ["TensorCore", "PEFT", "Models"], path: "Tests/TestSupport"),
@@ -86,6 +91,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["TestSupport", "TensorCore", "LinearAlgebra", "Autograd", "NN", "Formats", "PEFT", "Models", "Tokenizers", "Training", "Analysis", "Collectives"]),
         .testTarget(name: "CollectivesTests", dependencies: ["Collectives"]),
         .testTarget(name: "CUDATests", dependencies: ["TestSupport", "TensorCore", "Formats", "CUDA"]),
+        .testTarget(name: "ReliabilityTests", dependencies: ["TestSupport", "TensorCore", "Formats", "PEFT", "Tokenizers", "Models", "Training", "FuzzTargets"]),
     ],
     swiftLanguageModes: [.v5]
 )

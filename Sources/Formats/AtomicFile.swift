@@ -21,6 +21,7 @@ public enum AtomicFile {
         let directory = url.deletingLastPathComponent().path
         let temporary = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        removeStaleTemporaries(of: url)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw AtomicFileError(path: path, reason: "cannot create \(temporary): \(lastErrorText())") }
         var renamed = false
@@ -45,6 +46,23 @@ public enum AtomicFile {
     /// Atomically replaces `url` with `data`.
     public static func write(_ data: Data, to url: URL) throws {
         try write(to: url) { write in try data.withUnsafeBytes { try write($0) } }
+    }
+
+    /// Temporaries of `url` that a killed writer left behind (`.<name>.tmp-<pid>-<n>` whose process is gone).
+    /// Removed before each write so kill -9 does not pile up partial copies of large files.
+    static func removeStaleTemporaries(of url: URL) {
+        let directory = url.deletingLastPathComponent()
+        let prefix = ".\(url.lastPathComponent).tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory.path) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count).prefix { $0 != "-" }), !processIsAlive(pid) else { continue }
+            unlink(directory.appendingPathComponent(name).path)
+        }
+    }
+
+    /// Whether a process with this id exists (kill(pid, 0) fails with ESRCH only when it does not).
+    public static func processIsAlive(_ pid: Int32) -> Bool {
+        pid > 0 && (kill(pid, 0) == 0 || errno != ESRCH)
     }
 
     private static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {

@@ -80,7 +80,11 @@ final class SafeTensorsWeights: LlamaWeightReader {
         return .dense(Variable(t, requiresGrad: false, name: name))
     }
 
-    func tensor(_ name: String) throws -> Tensor { try file(for: name).tensor(name) }
+    func tensor(_ name: String) throws -> Tensor {
+        let t = try file(for: name).tensor(name)
+        try GGUFWeights.requireFinite(t, name, source)
+        return t
+    }
 }
 
 // MARK: - GGUF
@@ -143,6 +147,7 @@ final class GGUFWeights: LlamaWeightReader {
         let plain = [GGMLType.f32, .f16, .bf16].contains(info.type)
         if plain || !keepQuantized {
             var t = try file.tensor(name)
+            try Self.requireFinite(t, name, source)
             if let order { t = Self.reorderRows(t, order) }
             return .dense(Variable(t, requiresGrad: false, name: hf))
         }
@@ -162,7 +167,14 @@ final class GGUFWeights: LlamaWeightReader {
 
     func tensor(_ hf: String) throws -> Tensor {
         let (name, _) = try info(hf)
-        return try file.tensor(name)
+        let t = try file.tensor(name)
+        try Self.requireFinite(t, name, source)
+        return t
+    }
+
+    /// A NaN/Inf in a base weight would surface as a NaN loss far from its cause: refuse it here, by name.
+    static func requireFinite(_ t: Tensor, _ name: String, _ source: String) throws {
+        if let bad = t.nonFiniteReport() { throw ModelError.invalidValue(file: source, key: name, reason: "tensor holds \(bad)") }
     }
 
     /// For each Hugging Face row, the GGUF row it comes from. GGUF groups each head's rows as (pair i, half j);

@@ -53,6 +53,8 @@ public enum MergedModelError: Error, CustomStringConvertible, Equatable {
     case unsupportedConfig(reason: String)
     /// A file operation failed.
     case writeFailed(path: String, reason: String)
+    /// A weight to be written holds NaN/Inf, or values the chosen precision cannot hold (|x| > 65504 in f16).
+    case nonFiniteWeight(tensor: String, reason: String)
 
     public var description: String {
         switch self {
@@ -61,6 +63,7 @@ public enum MergedModelError: Error, CustomStringConvertible, Equatable {
         case let .outputIsSource(path): return "\(path): is the base model itself; choose another output directory"
         case let .unsupportedConfig(reason): return "cannot write config.json: \(reason)"
         case let .writeFailed(path, reason): return "\(path): cannot write (\(reason))"
+        case let .nonFiniteWeight(tensor, reason): return "merged weight '\(tensor)' \(reason); nothing was written"
         }
     }
 }
@@ -127,6 +130,7 @@ public enum MergedModelWriter {
         }
 
         let tensors = huggingFaceTensors(of: model)
+        try checkRepresentable(tensors, precision)
         let parent = output.deletingLastPathComponent()
         do { try FileManager.default.createDirectory(at: parent, withIntermediateDirectories: true) } catch {
             throw MergedModelError.writeFailed(path: parent.path, reason: error.localizedDescription)
@@ -169,6 +173,19 @@ public enum MergedModelWriter {
         return MergedModelSummary(outputDirectory: output, mergedModules: mergedModules, adapterType: adapterType, files: files,
                                   tensorCount: tensors.count,
                                   weightBytes: tensors.reduce(0) { $0 + $1.1.count * precision.safeTensorsDType.byteSize })
+    }
+
+    /// Refuses to write a weight that is, or would become, non-finite: a NaN/Inf from the merge or the base, or an
+    /// f16 overflow (|x| > 65504 rounds to Inf), which would give a model that loads and then outputs garbage.
+    static func checkRepresentable(_ tensors: [(String, Tensor)], _ precision: MergedWeightPrecision) throws {
+        for (name, tensor) in tensors {
+            if let bad = tensor.nonFiniteReport() { throw MergedModelError.nonFiniteWeight(tensor: name, reason: "holds \(bad)") }
+            guard precision == .f16 else { continue }
+            let largest = tensor.withUnsafeBufferPointer { $0.reduce(Float(0)) { max($0, abs($1)) } }
+            if largest >= 65520 {  // values from 65520 up round to Inf in f16
+                throw MergedModelError.nonFiniteWeight(tensor: name, reason: "has |x| up to \(largest), beyond f16's 65504 (use --dtype bf16 or f32)")
+            }
+        }
     }
 
     /// Every weight with its Hugging Face name, in checkpoint order, as dense Float32 (quantized ones dequantized).

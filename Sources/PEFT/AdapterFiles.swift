@@ -36,7 +36,9 @@ public enum AdapterFiles {
                 let candidates = [keyPrefix + layer.path + "." + suffix + ".weight", keyPrefix + layer.path + "." + suffix + ".\(name).weight"]
                 guard let key = candidates.first(where: file.contains) else { throw PEFTError.missingTensor(candidates[0], file: weightsURL.path) }
                 used.insert(key)
-                return try file.tensor(key)
+                let tensor = try file.tensor(key)
+                if let bad = tensor.nonFiniteReport() { throw PEFTError.file(path: weightsURL.path, reason: "tensor '\(key)' holds \(bad)") }
+                return tensor
             }
             let a = try load("lora_A"), b = try load("lora_B")
             let (r, alpha, _) = try config.resolved(for: layer.path)

@@ -122,7 +122,7 @@ enum GGUFHeaderParser {
             throw GGUFError.invalidTensorInfo(file: file, tensor: name, reason: "n_dims \(nDims) exceeds \(maxDimensions)")
         }
         var dims: [Int] = []
-        var elements = 1
+        var elements = 1, nonZeroElements = 1
         for d in 0..<Int(nDims) {
             let raw = try cursor.read(UInt64.self, "dimension \(d) of tensor '\(name)'")
             guard let dim = Int(exactly: raw) else {
@@ -132,8 +132,15 @@ enum GGUFHeaderParser {
             guard !overflow else {
                 throw GGUFError.invalidTensorInfo(file: file, tensor: name, reason: "element count of dims \(dims + [dim]) overflows")
             }
+            // With a zero dimension the element count is 0 whatever the others are, but rows × row length still
+            // drive loops and allocations: the product of the non-zero dims must fit too (found by fuzzing).
+            let (nonZero, nonZeroOverflow) = nonZeroElements.multipliedReportingOverflow(by: max(dim, 1))
+            guard !nonZeroOverflow, nonZero <= Int.max / 512 else {
+                throw GGUFError.invalidTensorInfo(file: file, tensor: name, reason: "dims \(dims + [dim]) overflow")
+            }
             dims.append(dim)
             elements = product
+            nonZeroElements = nonZero
         }
         let rawType = try cursor.read(UInt32.self, "type of tensor '\(name)'")
         guard let type = GGMLType(rawValue: rawType) else {
@@ -144,7 +151,7 @@ enum GGUFHeaderParser {
             throw GGUFError.invalidTensorInfo(file: file, tensor: name,
                 reason: "row length \(rowLength) is not a multiple of the \(type.name) block size \(type.blockSize)")
         }
-        guard let bytes = type.byteCount(elements: elements) else {
+        guard let bytes = type.byteCount(elements: elements), type.byteCount(elements: rowLength) != nil else {
             throw GGUFError.invalidTensorInfo(file: file, tensor: name, reason: "byte size of \(elements) \(type.name) elements overflows")
         }
         let rawOffset = try cursor.read(UInt64.self, "offset of tensor '\(name)'")

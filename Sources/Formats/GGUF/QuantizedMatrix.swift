@@ -54,6 +54,11 @@ public struct QuantizedMatrix: @unchecked Sendable {
         guard rows >= 0, columns >= 0 else {
             throw GGUFError.invalidQuantizedData(tensor: name, reason: "negative shape [\(rows), \(columns)]")
         }
+        // Zero columns hold no bytes, so nothing in the file bounds the rows: a 352-byte GGUF claiming [805 M, 0]
+        // made every product allocate and loop over 805 M outputs (found by fuzzing).
+        guard columns > 0 || rows == 0 else {
+            throw GGUFError.invalidQuantizedData(tensor: name, reason: "shape [\(rows), 0]: a matrix with rows needs at least one column")
+        }
         guard let rowBytes = type.byteCount(elements: columns) else {
             throw GGUFError.invalidQuantizedData(tensor: name,
                 reason: "\(columns) columns is not a multiple of the \(type.name) block size \(type.blockSize)")

@@ -101,7 +101,9 @@ extension AdapterFiles {
                     throw PEFTError.shapeMismatch(tensor: key, expected: expected, got: shape)
                 }
                 used.insert(key)
-                return Variable(try file.tensor(key), requiresGrad: true, name: layer.path + "." + suffix)
+                let tensor = try file.tensor(key)
+                if let bad = tensor.nonFiniteReport() { throw PEFTError.file(path: weightsURL.path, reason: "tensor '\(key)' holds \(bad)") }
+                return Variable(tensor, requiresGrad: true, name: layer.path + "." + suffix)
             }
             let a = try load("lora_A", [r, layer.inFeatures])
             let e = try load("lora_E", [r, 1])

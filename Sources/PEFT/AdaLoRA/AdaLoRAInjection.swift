@@ -13,6 +13,7 @@ extension AdaptableModel {
         if !config.lora.alphaPattern.isEmpty { PEFTDiagnostics.warn("alpha_pattern is not used by AdaLoRA and is ignored") }
         var branches: [(AdaptedLinear, AdaLoRABranch)] = []
         for layer in layers {
+            try AdaptedLinear.checkAdapterSize(rank: config.initR, layer: layer, field: "init_r")
             var layerRNG = rng.derived(UInt64(truncatingIfNeeded: layer.path.hashValueStable))
             let branch = try AdaLoRABranch.initialize(
                 outFeatures: layer.outFeatures, inFeatures: layer.inFeatures, rank: config.initR, scaling: config.scaling,

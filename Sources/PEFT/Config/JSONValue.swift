@@ -23,7 +23,8 @@ public enum JSONValue: Equatable, Sendable {
 
     public var stringValue: String? { if case .string(let s) = self { return s }; return nil }
     public var doubleValue: Double? { if case .number(let d) = self { return d }; return nil }
-    public var intValue: Int? { if case .number(let d) = self, d == d.rounded() { return Int(d) }; return nil }
+    /// The number as an Int when it is whole and in range (1e300 or inf is nil, never a trap).
+    public var intValue: Int? { if case .number(let d) = self { return Int(exactly: d) }; return nil }
     public var boolValue: Bool? { if case .bool(let b) = self { return b }; return nil }
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a }; return nil }
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { return o }; return nil }

@@ -81,6 +81,7 @@ extension AdaptableModel {
         }
         for layer in layers {
             let (r, alpha, _) = try config.resolved(for: layer.path)
+            try AdaptedLinear.checkAdapterSize(rank: r, layer: layer, field: "r")
             var layerRNG = rng.derived(UInt64(truncatingIfNeeded: layer.path.hashValueStable))
             let (branch, residual) = try LoRABranch.initialize(
                 weight: layer.baseValueForInitialization(config.initialization), rank: r, alpha: alpha,

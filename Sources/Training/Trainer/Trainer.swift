@@ -172,6 +172,13 @@ public final class Trainer {
                 throw TrainingError.nonFinite(quantity: "gradient norm", step: step + 1, value: norm, learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
             }
             optimizer.step()
+            // A finite gradient times a huge learning rate can still overflow a weight to Inf: stop before any
+            // checkpoint or adapter file could hold it (found by ReliabilityTests: lr 1e300 wrote Inf into step 2).
+            for (name, parameter) in parameters {
+                guard let bad = parameter.value.nonFiniteReport() else { continue }
+                throw TrainingError.nonFinite(quantity: "adapter weight \(name) after the update", step: step + 1, value: bad.firstValue,
+                                              learningRate: lr, lastCheckpoint: lastCheckpoint?.path)
+            }
             let allocation = try allocator?.update(step: step)  // reads the gradients: before they are cleared
             optimizer.zeroGrad()  // gradients are not needed past the step: give their memory back now
 
@@ -370,6 +377,6 @@ public final class Trainer {
     func pruneCheckpoints() {
         guard configuration.keepCheckpoints > 0 else { return }
         let all = TrainerCheckpoint.list(in: checkpointsDirectory)
-        for old in all.dropLast(configuration.keepCheckpoints) { try? FileManager.default.removeItem(at: old.directory) }
+        for old in all.dropLast(configuration.keepCheckpoints) { TrainerCheckpoint.remove(old.directory) }
     }
 }

@@ -61,6 +61,7 @@ public struct TrainerCheckpoint {
         let temporary = checkpointsDirectory.appendingPathComponent(".\(directoryName(step: step)).tmp-\(getpid())")
         do {
             try fm.createDirectory(at: checkpointsDirectory, withIntermediateDirectories: true)
+            removeStaleTemporaries(in: checkpointsDirectory)
             if fm.fileExists(atPath: temporary.path) { try fm.removeItem(at: temporary) }
             try fm.createDirectory(at: temporary, withIntermediateDirectories: false)
         } catch {
@@ -100,8 +101,35 @@ public struct TrainerCheckpoint {
             throw TrainingError.file(path: final.path, reason: "cannot move the checkpoint into place (errno \(errno))")
         }
         installed = true
+        syncDirectory(checkpointsDirectory)  // the rename itself survives a power cut, not only a killed process
         if let displaced { try? fm.removeItem(at: displaced) }
         return final
+    }
+
+    /// Deletes a checkpoint (rotation): renamed to a hidden name first, so a kill mid-delete never leaves a
+    /// half-deleted `step-*` directory that still looks like a checkpoint.
+    public static func remove(_ directory: URL) {
+        let aside = directory.deletingLastPathComponent()
+            .appendingPathComponent(".\(directory.lastPathComponent).removing-\(getpid())")
+        guard rename(directory.path, aside.path) == 0 else { try? FileManager.default.removeItem(at: directory); return }
+        try? FileManager.default.removeItem(at: aside)
+    }
+
+    /// Hidden leftovers of killed runs (`.step-N.tmp-<pid>`, `.old-<pid>`, `.removing-<pid>` of processes that are gone).
+    static func removeStaleTemporaries(in checkpointsDirectory: URL) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: checkpointsDirectory.path)) ?? []
+        for name in names where name.hasPrefix("." + directoryPrefix) {
+            for marker in [".tmp-", ".old-", ".removing-"] {
+                guard let range = name.range(of: marker), let pid = Int32(name[range.upperBound...]),
+                      !AtomicFile.processIsAlive(pid) else { continue }
+                try? FileManager.default.removeItem(at: checkpointsDirectory.appendingPathComponent(name))
+            }
+        }
+    }
+
+    static func syncDirectory(_ url: URL) {
+        let fd = open(url.path, O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { _ = fsync(fd); close(fd) }
     }
 
     /// Complete checkpoints under a run's `checkpoints` directory, oldest first, as (step, directory).
@@ -117,12 +145,18 @@ public struct TrainerCheckpoint {
 
     /// The checkpoint a `--resume` path means: the directory itself when it holds a trainer state, else the
     /// newest checkpoint in its `checkpoints` subdirectory (a run's output directory).
+    /// Resolving for a resume also clears the leftovers of killed writers beside the checkpoint (a resumed run
+    /// that is already at its last step writes no checkpoint that would do it).
     public static func resolve(_ url: URL) throws -> URL {
-        if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFileName).path) { return url }
+        if FileManager.default.fileExists(atPath: url.appendingPathComponent(stateFileName).path) {
+            removeStaleTemporaries(in: url.deletingLastPathComponent())
+            return url
+        }
         guard FileManager.default.fileExists(atPath: url.path) else { throw TrainingError.checkpoint(path: url.path, reason: "no such directory") }
         guard let latest = list(in: url.appendingPathComponent("checkpoints")).last else {
             throw TrainingError.checkpoint(path: url.path, reason: "holds neither \(stateFileName) nor checkpoints/\(directoryPrefix)*")
         }
+        removeStaleTemporaries(in: url.appendingPathComponent("checkpoints"))
         return latest.directory
     }
 

@@ -102,14 +102,7 @@ public struct TrainingRunOptions: Equatable, Sendable {
                 throw TrainingError.configFile(path: path, key: nil, reason: "\(error)")
             }
         } else {
-            let loaded: Any?
-            do { loaded = try Yams.load(yaml: String(decoding: data, as: UTF8.self)) } catch {
-                throw TrainingError.configFile(path: path, key: nil, reason: "not valid YAML: \(error)")
-            }
-            guard let mapping = loaded as? [String: Any] else {
-                throw TrainingError.configFile(path: path, key: nil, reason: loaded == nil ? "the file is empty" : "the top level must be a mapping of option: value")
-            }
-            entries = mapping.mapValues(ConfigValue.init(yaml:))
+            entries = try RunConfigYAMLGuard.entries(String(decoding: data, as: UTF8.self), path: path)
         }
         return try TrainingRunOptions(entries: entries, path: path)
     }
