@@ -6,6 +6,9 @@ public struct NonFiniteReport: Equatable, Sendable, CustomStringConvertible {
     public let count: Int
     public let firstIndex: Int
     public let firstValue: Float
+    public init(count: Int, firstIndex: Int, firstValue: Float) {
+        self.count = count; self.firstIndex = firstIndex; self.firstValue = firstValue
+    }
     public var description: String { "\(count) non-finite value\(count == 1 ? "" : "s") (first: \(firstValue) at flat index \(firstIndex))" }
 }
 

@@ -81,9 +81,11 @@ enum GGUFTemp {
     }
 }
 
-/// IEEE half bits of a float that is exactly representable as a normal half (or zero).
+/// IEEE half bits of a float that is exactly representable as a normal half (or zero, ±infinity, NaN).
 func halfBits(_ f: Float) -> UInt16 {
     if f == 0 { return f.sign == .minus ? 0x8000 : 0 }
+    if f.isNaN { return 0x7E00 }
+    if f.isInfinite { return f.sign == .minus ? 0xFC00 : 0x7C00 }
     let bits = f.bitPattern
     let sign = UInt16((bits >> 16) & 0x8000)
     let exponent = Int((bits >> 23) & 0xFF) - 127 + 15

@@ -49,6 +49,35 @@ final class NumericalFaultTests: XCTestCase {
         }
     }
 
+    /// A base kept in its blocks (the default load) is scanned too: one f16 block scale set to NaN or Inf poisons
+    /// its 32 weights, and the load names the tensor and the first bad element.
+    func testANonFiniteBlockScaleInAQuantizedBaseIsRefusedByName() throws {
+        let gguf = directory.appendingPathComponent("tiny.gguf")
+        try TinyLlamaGGUF.write(baseLlama: weights, to: gguf)
+        let q8 = directory.appendingPathComponent("tiny-q8_0.gguf")
+        _ = try MergedGGUFWriter.merge(model: gguf, adapter: nil, to: q8, type: .q8_0)
+        XCTAssertNoThrow(try ModelLoader.load(q8), "the intact quantized file must load")
+        let name = "blk.1.ffn_down.weight"
+        let file = try GGUFFile(url: q8)
+        let info = try XCTUnwrap(file.tensorInfo(name))
+        XCTAssertEqual(info.type, .q8_0)
+        XCTAssertEqual(info.rowLength, 128)  // 4 blocks per row: block 6 is row 1's third block
+        let scale = file.dataOffset + info.offset + 6 * GGMLType.q8_0.blockBytes
+        for (label, high) in [("nan", UInt8(0x7E)), ("inf", UInt8(0x7C))] {
+            var bytes = try Data(contentsOf: q8)
+            bytes[scale] = 0x00; bytes[scale + 1] = high  // little-endian f16 NaN / +Inf
+            let broken = directory.appendingPathComponent("broken-\(label).gguf")
+            try bytes.write(to: broken)
+            XCTAssertThrowsError(try ModelLoader.load(broken)) { error in
+                let text = "\(error)"
+                XCTAssertTrue(text.contains(name), text)
+                XCTAssertTrue(text.contains("at flat index 192)"), text)  // row 1 · 128 + block 2 · 32
+                // NaN·q is NaN for all 32 weights; Inf·q is ±Inf (or NaN where q = 0): the 32 again.
+                XCTAssertTrue(text.contains("32 non-finite values"), text)
+            }
+        }
+    }
+
     func testANaNInAnAdapterWeightIsRefusedByName() throws {
         let url = try adapter("nan-adapter") { name, t in
             if name.hasSuffix("layers.0.self_attn.v_proj.lora_B.weight") { t.withUnsafeMutableBufferPointer { $0[0] = .infinity } }
