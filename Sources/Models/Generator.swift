@@ -77,15 +77,8 @@ public final class Generator {
     /// Generates after `prompt`, calling `onText` with each piece of text as soon as it is final.
     public func generate(prompt: [Int32], options: GenerationOptions = GenerationOptions(),
                          onText: (String) throws -> Void = { _ in }) throws -> GenerationResult {
-        guard !prompt.isEmpty else { throw ModelError.invalidArgument(name: "prompt", reason: "empty prompt") }
-        guard options.maxNewTokens >= 0 else { throw ModelError.invalidArgument(name: "max-tokens", reason: "\(options.maxNewTokens) must be ≥ 0") }
-        guard prompt.count <= cache.maxLength else { throw ModelError.contextOverflow(tokens: prompt.count, contextLength: cache.maxLength) }
-        try model.validateTokens(prompt)
-        if let empty = options.stopStrings.first(where: \.isEmpty) {
-            throw ModelError.invalidArgument(name: "stop", reason: "stop string \(empty.debugDescription) is empty")
-        }
-        var sampler = try Sampler(options.sampling)
-        let stops = stopTokenIDs.union(options.stopTokenIDs)
+        try SequenceDecoding.validate(prompt: prompt, options: options, model: model, maxLength: cache.maxLength)
+        var sequence = try SequenceDecoding(prompt: prompt, options: options, stopTokenIDs: stopTokenIDs, tokenizer: tokenizer)
 
         // Reuse the cached prefix; at least the last prompt token is run again to get its logits.
         var shared = 0
@@ -94,29 +87,79 @@ public final class Generator {
         let prefillStart = DispatchTime.now().uptimeNanoseconds
         var logits = try model.forward(tokens: Array(prompt[shared...]), cache: cache)
         let decodeStart = DispatchTime.now().uptimeNanoseconds
-
-        var history = prompt, generated: [Int32] = []
-        var decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: options.skipSpecialTokens)
-        var text = StopStringFilter(stopStrings: options.stopStrings)
-        var reason = StopReason.maxTokens
-        var step = 0
-        while step < options.maxNewTokens {
-            let next = sampler.sample(logits: logits, history: history)
-            generated.append(next); history.append(next); step += 1
-            if stops.contains(next) { reason = .stopToken(next); break }
-            if let found = try text.append(decoder.append(Int(next)), emit: onText) { reason = .stopString(found); break }
-            if step == options.maxNewTokens { break }
-            if cache.length >= cache.maxLength { reason = .contextFull; break }
-            logits = try model.forward(tokens: [next], cache: cache)
-        }
-        if case .stopString = reason {} else {
-            _ = try text.append(decoder.finish(), emit: onText)
-            try text.flush(emit: onText)
+        if !sequence.finished {
+            while let next = try sequence.step(logits: logits, contextFull: cache.length >= cache.maxLength, emit: onText) {
+                logits = try model.forward(tokens: [next], cache: cache)
+            }
         }
         let end = DispatchTime.now().uptimeNanoseconds
-        return GenerationResult(tokens: generated, text: text.emitted, stopReason: reason, promptTokenCount: prompt.count,
-                                reusedPromptTokens: shared, prefillSeconds: Double(decodeStart - prefillStart) / 1e9,
-                                decodeSeconds: Double(end - decodeStart) / 1e9)
+        return sequence.result(promptTokenCount: prompt.count, reusedPromptTokens: shared,
+                               prefillSeconds: Double(decodeStart - prefillStart) / 1e9, decodeSeconds: Double(end - decodeStart) / 1e9)
+    }
+}
+
+/// One sequence's token choice and stop rules, shared by `Generator` and `BatchGenerator` so that a row of a batch
+/// follows exactly the rules (and draws exactly the random numbers) of the same sequence generated alone.
+struct SequenceDecoding {
+    private var sampler: Sampler
+    private let stops: Set<Int32>
+    private let maxNewTokens: Int
+    private var history: [Int32]
+    private(set) var generated: [Int32] = []
+    private var decoder: StreamingDecoder
+    private var text: StopStringFilter
+    private(set) var reason = StopReason.maxTokens
+    /// No more tokens will be chosen (also true from the start for maxNewTokens = 0).
+    private(set) var finished = false
+
+    /// Throws for an unusable prompt or options, naming what is wrong.
+    static func validate(prompt: [Int32], options: GenerationOptions, model: LlamaModel, maxLength: Int) throws {
+        guard !prompt.isEmpty else { throw ModelError.invalidArgument(name: "prompt", reason: "empty prompt") }
+        guard options.maxNewTokens >= 0 else { throw ModelError.invalidArgument(name: "max-tokens", reason: "\(options.maxNewTokens) must be ≥ 0") }
+        guard prompt.count <= maxLength else { throw ModelError.contextOverflow(tokens: prompt.count, contextLength: maxLength) }
+        try model.validateTokens(prompt)
+        if let empty = options.stopStrings.first(where: \.isEmpty) {
+            throw ModelError.invalidArgument(name: "stop", reason: "stop string \(empty.debugDescription) is empty")
+        }
+    }
+
+    init(prompt: [Int32], options: GenerationOptions, stopTokenIDs: Set<Int32>, tokenizer: BPETokenizer) throws {
+        sampler = try Sampler(options.sampling)
+        stops = stopTokenIDs.union(options.stopTokenIDs)
+        maxNewTokens = options.maxNewTokens
+        history = prompt
+        decoder = StreamingDecoder(tokenizer: tokenizer, skipSpecialTokens: options.skipSpecialTokens)
+        text = StopStringFilter(stopStrings: options.stopStrings)
+        if maxNewTokens == 0 { try end { _ in } }  // nothing is chosen; there is no text to emit
+    }
+
+    /// Chooses the next token from `logits` (of the last token run) and applies the stop rules, emitting text that is
+    /// final. Returns the token to run next, or nil when the sequence has ended. `contextFull`: the cache cannot take
+    /// another token.
+    mutating func step(logits: Tensor, contextFull: Bool, emit: (String) throws -> Void) throws -> Int32? {
+        precondition(!finished, "step after the sequence ended")
+        let next = sampler.sample(logits: logits, history: history)
+        generated.append(next); history.append(next)
+        if stops.contains(next) { reason = .stopToken(next); try end(emit); return nil }
+        if let found = try text.append(decoder.append(Int(next)), emit: emit) {
+            reason = .stopString(found); finished = true  // the stop string and anything held back are dropped
+            return nil
+        }
+        if generated.count == maxNewTokens { try end(emit); return nil }
+        if contextFull { reason = .contextFull; try end(emit); return nil }
+        return next
+    }
+
+    /// Ends without a stop string: flushes the decoder's incomplete bytes and the text held back.
+    private mutating func end(_ emit: (String) throws -> Void) throws {
+        _ = try text.append(decoder.finish(), emit: emit)
+        try text.flush(emit: emit)
+        finished = true
+    }
+
+    func result(promptTokenCount: Int, reusedPromptTokens: Int, prefillSeconds: Double, decodeSeconds: Double) -> GenerationResult {
+        GenerationResult(tokens: generated, text: text.emitted, stopReason: reason, promptTokenCount: promptTokenCount,
+                         reusedPromptTokens: reusedPromptTokens, prefillSeconds: prefillSeconds, decodeSeconds: decodeSeconds)
     }
 }
 

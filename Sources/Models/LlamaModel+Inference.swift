@@ -40,10 +40,78 @@ extension LlamaModel {
         guard start + n <= cache.maxLength else { throw ModelError.contextOverflow(tokens: start + n, contextLength: cache.maxLength) }
         try cache.reserve(start + n)
 
-        let (d, dh, hq, hkv, inter) = (c.hiddenSize, c.headDim, c.headCount, c.kvHeadCount, c.intermediateSize)
         let ws = InferenceBuffers(rows: n, config: c)
         embedRows(tokens, into: ws.hidden)
-        let table = try RotaryTable(start: start, count: n, dim: dh, theta: c.ropeTheta)
+        let table = try RotaryTable(start: start, count: n, dim: c.headDim, theta: c.ropeTheta)
+        runLayers(ws, rows: n, table: table) { index in
+            cache.store(layer: index, keys: ws.k, values: ws.v, count: n)
+            if n == 1 {  // decode: every head in one call against the cache
+                decodeAttention(out: ws.attention, q: ws.q, keys: cache.keys(layer: index, head: 0),
+                                values: cache.values(layer: index, head: 0), headStride: cache.capacity * c.headDim,
+                                queryHeads: c.headCount, kvHeads: c.kvHeadCount, keyLength: start + 1, headDim: c.headDim,
+                                scale: 1 / Float(c.headDim).squareRoot())
+            } else {
+                attendPrompt(ws, cache: cache, layer: index, start: start, rows: n)
+            }
+        }
+        cache.advance(by: tokens)
+
+        // Final norm and head for the rows asked for (prefill only needs the last one).
+        let first = allLogits ? 0 : n - 1
+        return Tensor(shape: allLogits ? [n, c.vocabSize] : [c.vocabSize]) { out in
+            head(ws, rows: first..<n, out: out.baseAddress!)
+        }
+    }
+
+    /// One decode step of several sequences at once: `tokens[i]` is the next token of the sequence cached in
+    /// `caches[i]` (distinct caches, each at its own length). Embeddings, norms and every projection run over all
+    /// rows together, so each weight matrix is read once per step for the whole batch; rotary uses each row's own
+    /// position, and each row attends to its own cache. Returns logits [rows, vocab], row i for sequence i.
+    ///
+    /// Per row the arithmetic is that of `forward(tokens: [t], cache:)`: quantized projections use the same row
+    /// kernels for up to 7 rows (bit-identical), dense ones a BLAS GEMM over the rows (equal to rounding). Adapters
+    /// apply as for any forward: the active ones, or one per row inside `withAdapterNames` (one name per sequence).
+    public func forwardBatch(tokens: [Int32], caches: [KVCache]) throws -> Tensor {
+        let n = tokens.count, c = config
+        guard n > 0 else { throw ModelError.invalidArgument(name: "tokens", reason: "need at least one sequence") }
+        guard caches.count == n else {
+            throw ModelError.invalidArgument(name: "caches", reason: "\(caches.count) caches for \(n) tokens; give one cache per sequence")
+        }
+        guard Set(caches.map(ObjectIdentifier.init)).count == n else {
+            throw ModelError.invalidArgument(name: "caches", reason: "a cache appears twice; each sequence needs its own")
+        }
+        for cache in caches {
+            guard cache.layerCount == c.layerCount, cache.kvHeadCount == c.kvHeadCount, cache.headDim == c.headDim else {
+                throw ModelError.invalidArgument(name: "cache", reason: "built for another model layout")
+            }
+            guard cache.length + 1 <= cache.maxLength else { throw ModelError.contextOverflow(tokens: cache.length + 1, contextLength: cache.maxLength) }
+        }
+        try validateTokens(tokens)
+        for cache in caches { try cache.reserve(cache.length + 1) }
+
+        let (dh, qw, kvw) = (c.headDim, c.queryWidth, c.kvWidth)
+        let ws = InferenceBuffers(rows: n, config: c, decodeOnly: true)
+        embedRows(tokens, into: ws.hidden)
+        let positions = caches.map(\.length)
+        let table = try RotaryTable(positions: positions, dim: dh, theta: c.ropeTheta)
+        runLayers(ws, rows: n, table: table) { index in
+            for (row, cache) in caches.enumerated() {
+                cache.store(layer: index, keys: ws.k + row * kvw, values: ws.v + row * kvw, count: 1)
+                decodeAttention(out: ws.attention + row * qw, q: ws.q + row * qw, keys: cache.keys(layer: index, head: 0),
+                                values: cache.values(layer: index, head: 0), headStride: cache.capacity * dh,
+                                queryHeads: c.headCount, kvHeads: c.kvHeadCount, keyLength: positions[row] + 1, headDim: dh,
+                                scale: 1 / Float(dh).squareRoot())
+            }
+        }
+        for (token, cache) in zip(tokens, caches) { cache.advance(by: [token]) }
+        return Tensor(shape: [n, c.vocabSize]) { out in head(ws, rows: 0..<n, out: out.baseAddress!) }
+    }
+
+    /// The decoder layers over ws.hidden [rows, hidden] (token-major, row r at position table.positions[r]);
+    /// `attend(layer)` stores ws.k/ws.v in the cache(s) and writes ws.attention from ws.q.
+    private func runLayers(_ ws: InferenceBuffers, rows n: Int, table: RotaryTable, attend: (Int) -> Void) {
+        let c = config
+        let (d, dh, hq, hkv, inter) = (c.hiddenSize, c.headDim, c.headCount, c.kvHeadCount, c.intermediateSize)
         table.cos.withUnsafeBufferPointer { cosines in table.sin.withUnsafeBufferPointer { sines in
             let cp = cosines.baseAddress!, sp = sines.baseAddress!
             for (index, layer) in layers.enumerated() {
@@ -63,15 +131,7 @@ extension LlamaModel {
                             perBatchPositions: true, layout: .halfSplit, inverse: false)
                 rotaryApply(out: ws.k, x: ws.k, cos: cp, sin: sp, batch: n, heads: hkv, length: 1, dim: dh,
                             perBatchPositions: true, layout: .halfSplit, inverse: false)
-                cache.store(layer: index, keys: ws.k, values: ws.v, count: n)
-                if n == 1 {  // decode: every head in one call against the cache
-                    decodeAttention(out: ws.attention, q: ws.q, keys: cache.keys(layer: index, head: 0),
-                                    values: cache.values(layer: index, head: 0), headStride: cache.capacity * dh,
-                                    queryHeads: hq, kvHeads: hkv, keyLength: start + 1, headDim: dh,
-                                    scale: 1 / Float(dh).squareRoot())
-                } else {
-                    attendPrompt(ws, cache: cache, layer: index, start: start, rows: n)
-                }
+                attend(index)
                 a.oProj.apply(x: ws.attention, rows: n, out: ws.projected)
                 InferenceBuffers.add(ws.projected, into: ws.hidden, count: n * d)
 
@@ -85,16 +145,16 @@ extension LlamaModel {
                 InferenceBuffers.add(ws.projected, into: ws.hidden, count: n * d)
             }
         } }
-        cache.advance(by: tokens)
+    }
 
-        // Final norm and head for the rows asked for (prefill only needs the last one).
-        let first = allLogits ? 0 : n - 1, rows = n - first
+    /// Final norm and output head for hidden rows `rows` into out [rows.count, vocab].
+    private func head(_ ws: InferenceBuffers, rows: Range<Int>, out: UnsafeMutablePointer<Float>) {
+        let d = config.hiddenSize
         norm.value.withUnsafeBufferPointer { w in
-            rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden + first * d, weight: w.baseAddress!, rows: rows, dim: d, eps: c.rmsNormEps)
+            rmsNormForward(out: ws.normed, rstdOut: nil, x: ws.hidden + rows.lowerBound * d, weight: w.baseAddress!,
+                           rows: rows.count, dim: d, eps: config.rmsNormEps)
         }
-        return Tensor(shape: allLogits ? [n, c.vocabSize] : [c.vocabSize]) { out in
-            outputHead.apply(x: ws.normed, rows: rows, out: out.baseAddress!)
-        }
+        outputHead.apply(x: ws.normed, rows: rows.count, out: out)
     }
 
     /// Prompt attention (n > 1 tokens at positions start..<start+n): per kv head, its query heads as
@@ -133,14 +193,15 @@ final class InferenceBuffers {
     let hidden, normed, projected: UnsafeMutablePointer<Float>
     /// [rows, heads·D], [rows, kvHeads·D] ×2, attention output [rows, heads·D].
     let q, k, v, attention: UnsafeMutablePointer<Float>
-    /// Head-major copies [heads, rows, D] of queries and attention outputs (prefill only).
+    /// Head-major copies [heads, rows, D] of queries and attention outputs (prefill only; else aliases of q/attention).
     let headMajor, headMajorOut: UnsafeMutablePointer<Float>
     /// [rows, intermediate] ×2.
     let gate, up: UnsafeMutablePointer<Float>
     /// Every buffer this call owns with its element count (headMajor/headMajorOut alias q/attention at one row).
     private let owned: [(pointer: UnsafeMutablePointer<Float>, count: Int)]
 
-    init(rows: Int, config c: LlamaConfig) {
+    /// `decodeOnly`: rows are separate sequences' single tokens (no prompt attention, so no head-major copies).
+    init(rows: Int, config c: LlamaConfig, decodeOnly: Bool = false) {
         // From the buffer pool: a prompt's scratch is reused by the next prompt instead of faulted in afresh.
         var owned: [(pointer: UnsafeMutablePointer<Float>, count: Int)] = []
         func buffer(_ width: Int) -> UnsafeMutablePointer<Float> {
@@ -150,8 +211,8 @@ final class InferenceBuffers {
         }
         hidden = buffer(c.hiddenSize); normed = buffer(c.hiddenSize); projected = buffer(c.hiddenSize)
         q = buffer(c.queryWidth); k = buffer(c.kvWidth); v = buffer(c.kvWidth); attention = buffer(c.queryWidth)
-        headMajor = rows > 1 ? buffer(c.queryWidth) : q
-        headMajorOut = rows > 1 ? buffer(c.queryWidth) : attention
+        headMajor = rows > 1 && !decodeOnly ? buffer(c.queryWidth) : q
+        headMajorOut = rows > 1 && !decodeOnly ? buffer(c.queryWidth) : attention
         gate = buffer(c.intermediateSize); up = buffer(c.intermediateSize)
         self.owned = owned
     }

@@ -24,18 +24,19 @@ extension AdaptedLinear {
         finishApply(x: x, rows: rows, out: out)
     }
 
-    /// `apply` for several layers reading the same x (q/k/v, gate/up). For one row and quantized bases the base
-    /// products run in one parallel region; otherwise layer by layer.
+    /// `apply` for several layers reading the same x (q/k/v, gate/up). For a few rows (one decode step of one or
+    /// several sequences) and quantized bases the base products run in one parallel region; otherwise layer by layer.
     public static func apply(_ layers: [AdaptedLinear], x: UnsafePointer<Float>, rows: Int, outputs: [UnsafeMutablePointer<Float>]) {
         precondition(layers.count == outputs.count, "apply: \(layers.count) layers but \(outputs.count) outputs")
         let bases = layers.compactMap(\.quantizedWeight)
-        guard rows == 1, bases.count == layers.count, bases.allSatisfy(\.hasFusedRowKernel),
+        guard rows >= 1, rows < QuantizedProducts.gemmRowThreshold, bases.count == layers.count, bases.allSatisfy(\.hasFusedRowKernel),
               layers.allSatisfy({ $0.inFeatures == layers[0].inFeatures }) else {
             for (layer, out) in zip(layers, outputs) { layer.apply(x: x, rows: rows, out: out) }
             return
         }
         for layer in layers where layer.adaptersDisabled && !layer.mergedAdapterNames.isEmpty { layer.unmerge() }
-        QuantizedMatrix.matvec(bases, x: x, outputs: outputs)
+        // Same row kernels as `apply` takes for these row counts, so the grouped and per-layer results are equal.
+        QuantizedMatrix.matvec(bases, x: x, batch: rows, outputs: outputs)
         for (layer, out) in zip(layers, outputs) { layer.finishApply(x: x, rows: rows, out: out) }
     }
 

@@ -51,8 +51,8 @@ enum QuantizedProducts {
         guard rows > 0, w.rows > 0 else { return }
         guard w.columns > 0 else { out.update(repeating: 0, count: rows * w.rows); return }
         if rows < gemmRowThreshold {
-            if w.hasFusedRowKernel {  // one fused matrix-vector product per row
-                for r in 0..<rows { QuantizedMatrix.matvec([w], x: x + r * w.columns, outputs: [out + r * w.rows]) }
+            if w.hasFusedRowKernel {  // fused row kernels, each weight row read once for all rows of x
+                QuantizedMatrix.matvec([w], x: x, batch: rows, outputs: [out])
             } else {
                 w.matmul(x: x, batch: rows, out: out)
             }

@@ -4,10 +4,11 @@ import Models
 import Tokenizers
 import Formats
 
-/// `lorakit generate`: one completion (or one chat reply with --chat), streamed to standard output.
+/// `lorakit generate`: one completion (or one chat reply with --chat), streamed to standard output; several
+/// prompts are generated together as one batch, each with its own adapter, and printed in prompt order.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate text from a prompt, streaming it to standard output.")
+        abstract: "Generate text from a prompt, streaming it to standard output (several prompts: one batch, one adapter each).")
 
     @OptionGroup var generation: GenerationArguments
     @Option(help: "The prompt text; repeat for several prompts (each gets its own reply).") var prompt: [String]
@@ -53,32 +54,36 @@ struct Generate: ParsableCommand {
         let perPrompt = try adapterPerPrompt(try generation.adapters.map(\.name))
         var template: ChatTemplate?
         if chat { template = try generation.chatTemplate(loaded) }
-        for (i, text) in prompt.enumerated() {
-            let ids: [Int32]
-            if let template {
-                let messages = (system.map { [ChatMessage.system($0)] } ?? []) + [.user(text)]
-                ids = encodeChat(template.render(messages), tokenizer: tokenizer)
-            } else {
-                ids = tokenizer.encode(text).map { Int32($0) }
-            }
-            var run = generator
-            if let name = perPrompt[i] {
-                // Each sequence with its own adapter (PEFT's adapter_names); a fresh KV cache, so no prefix computed
-                // under another adapter is reused.
-                loaded.model.setAdaptersDisabled(name == "__base__")
-                if name != "__base__" { try loaded.model.setActiveAdapters([name]) }
-                run = Generator(model: generator.model, tokenizer: tokenizer, stopTokenIDs: generator.stopTokenIDs)
-            }
-            if let trace {
-                let steps = try GreedyTrace.run(model: run.model, tokenizer: tokenizer, prompt: ids, count: generation.maxTokens)
-                print(steps.map(\.piece).joined())
-                try AtomicFile.write(GreedyTrace.json(prompt: ids, steps: steps), to: URL(fileURLWithPath: trace))
-                continue
-            }
-            // Streamed pieces go straight to the file handle, so the header and newline must too (print buffers).
-            if prompt.count > 1 { FileHandle.standardOutput.write(Data("[\(perPrompt[i] ?? "prompt \(i + 1)")] ".utf8)) }
-            _ = try generation.streamReply(run, prompt: ids, options: generation.options(endOfTurn: template, tokenizer: tokenizer))
-            FileHandle.standardOutput.write(Data("\n".utf8))
+        let ids = prompt.map { text -> [Int32] in
+            guard let template else { return tokenizer.encode(text).map { Int32($0) } }
+            let messages = (system.map { [ChatMessage.system($0)] } ?? []) + [.user(text)]
+            return encodeChat(template.render(messages), tokenizer: tokenizer)
         }
+        let options = generation.options(endOfTurn: template, tokenizer: tokenizer)
+        guard prompt.count == 1 else {
+            // Several prompts: one batch, each row with its own adapter (PEFT's adapter_names) and its own sampler
+            // seeded with --seed, so every reply equals a run of that prompt alone; printed in prompt order.
+            let active = generation.adapters.first.map(\.name) ?? "__base__"
+            let batch = BatchGenerator(model: generator.model, tokenizer: tokenizer, stopTokenIDs: generator.stopTokenIDs)
+            let results = try batch.generate(zip(ids, perPrompt).map { BatchSequence(prompt: $0, adapter: $1 ?? active, options: options) })
+            for (i, result) in results.enumerated() {
+                print("[\(perPrompt[i] ?? "prompt \(i + 1)")] " + result.text)
+                if generation.stats { generation.printStats(result) }
+            }
+            return
+        }
+        if let name = perPrompt[0] {
+            loaded.model.setAdaptersDisabled(name == "__base__")
+            if name != "__base__" { try loaded.model.setActiveAdapters([name]) }
+        }
+        if let trace {
+            let steps = try GreedyTrace.run(model: generator.model, tokenizer: tokenizer, prompt: ids[0], count: generation.maxTokens)
+            print(steps.map(\.piece).joined())
+            try AtomicFile.write(GreedyTrace.json(prompt: ids[0], steps: steps), to: URL(fileURLWithPath: trace))
+            return
+        }
+        // Streamed pieces go straight to the file handle, so the newline must too (print buffers).
+        _ = try generation.streamReply(generator, prompt: ids[0], options: options)
+        FileHandle.standardOutput.write(Data("\n".utf8))
     }
 }

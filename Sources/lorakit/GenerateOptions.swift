@@ -9,7 +9,7 @@ import TensorCore
 struct GenerationArguments: ParsableArguments {
     @Option(help: "A .gguf file or a Hugging Face model directory (config.json, *.safetensors, tokenizer.json).")
     var model: String
-    @Option(help: "A PEFT LoRA, DoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors) or a llama.cpp GGUF LoRA file to apply; NAME=PATH names it. Repeat to load several (the first is active; generate --use picks one per prompt).")
+    @Option(help: "A PEFT LoRA, DoRA or AdaLoRA adapter directory (adapter_config.json, adapter_model.safetensors) or a llama.cpp GGUF LoRA file to apply; NAME=PATH names it. Repeat to load several (the first is active; generate --use picks one per prompt, all prompts decoded as one batch).")
     var adapter: [String] = []
     @Option(help: "Chat layout when the model's template is missing or to override it: chatml or llama3.")
     var chatFormat: String?
@@ -83,15 +83,18 @@ struct GenerationArguments: ParsableArguments {
         let result = try generator.generate(prompt: prompt, options: options) { piece in
             FileHandle.standardOutput.write(Data(piece.utf8))
         }
-        if stats {
-            let decoded = max(result.tokens.count - 1, 0)
-            let message = String(format: "[prompt %d tokens (%d cached) in %.3f s; %d tokens in %.3f s, %.1f tokens/s; stop: %@]\n",
-                                 result.promptTokenCount, result.reusedPromptTokens, result.prefillSeconds, result.tokens.count,
-                                 result.decodeSeconds, result.decodeSeconds > 0 ? Double(decoded) / result.decodeSeconds : 0,
-                                 "\(result.stopReason)")
-            FileHandle.standardError.write(Data(message.utf8))
-        }
+        if stats { printStats(result) }
         return result
+    }
+
+    /// Prompt/generation speed of one reply on standard error (in a batch, decode time is the batch's until the row ended).
+    func printStats(_ result: GenerationResult) {
+        let decoded = max(result.tokens.count - 1, 0)
+        let message = String(format: "[prompt %d tokens (%d cached) in %.3f s; %d tokens in %.3f s, %.1f tokens/s; stop: %@]\n",
+                             result.promptTokenCount, result.reusedPromptTokens, result.prefillSeconds, result.tokens.count,
+                             result.decodeSeconds, result.decodeSeconds > 0 ? Double(decoded) / result.decodeSeconds : 0,
+                             "\(result.stopReason)")
+        FileHandle.standardError.write(Data(message.utf8))
     }
 }
 

@@ -99,45 +99,62 @@ extension QuantizedMatrix {
     public var hasFusedRowKernel: Bool { type == .q4_0 || type == .q4_1 || type == .q8_0 }
 
     /// outputs[i] = matrices[i]·x for matrices that share x (equal column counts), all rows split across cores in
-    /// one parallel region. x: [columns]; outputs[i]: [matrices[i].rows].
-    public static func matvec(_ matrices: [QuantizedMatrix], x: UnsafePointer<Float>, outputs: [UnsafeMutablePointer<Float>]) {
+    /// one parallel region. x: [batch, columns]; outputs[i]: [batch, matrices[i].rows].
+    ///
+    /// With batch > 1 (several sequences decoding together) each weight row is read once and dotted with every
+    /// row of x while it sits in L1, instead of streaming the whole matrix once per sequence. Each output is the
+    /// very same row kernel on the same inputs as batch 1, so a batched row is bit-identical to its batch-1 run.
+    public static func matvec(_ matrices: [QuantizedMatrix], x: UnsafePointer<Float>, batch: Int = 1,
+                              outputs: [UnsafeMutablePointer<Float>]) {
         precondition(matrices.count == outputs.count, "matvec: \(matrices.count) matrices but \(outputs.count) outputs")
-        guard let columns = matrices.first?.columns else { return }
+        guard let columns = matrices.first?.columns, batch > 0 else { return }
         precondition(matrices.allSatisfy { $0.columns == columns }, "matvec: matrices must share the column count")
         guard columns > 0 else {
-            for (m, o) in zip(matrices, outputs) { o.update(repeating: 0, count: m.rows) }
+            for (m, o) in zip(matrices, outputs) { o.update(repeating: 0, count: batch * m.rows) }
             return
         }
         let blocks = columns / 32
-        let xsum = UnsafeMutablePointer<Float>.allocate(capacity: max(blocks, 1))
+        let xsum = UnsafeMutablePointer<Float>.allocate(capacity: batch * max(blocks, 1))
         defer { xsum.deallocate() }
-        if matrices.contains(where: { $0.type == .q4_0 || $0.type == .q4_1 }) { QuantizedKernels.blockSums(x, blocks: blocks, into: xsum) }
+        if matrices.contains(where: { $0.type == .q4_0 || $0.type == .q4_1 }) {
+            for b in 0..<batch { QuantizedKernels.blockSums(x + b * columns, blocks: blocks, into: xsum + b * max(blocks, 1)) }
+        }
+        let xsumStride = max(blocks, 1)
         // Global row index → (matrix, local row) through cumulative starts.
         var starts: [Int] = []
         var total = 0
         for m in matrices { starts.append(total); total += m.rows }
-        let minRows = max(1, 32_768 / columns)
+        let minRows = max(1, 32_768 / (columns * batch))
         Parallel.forBalancedRanges(total, minChunk: minRows) { range in
             var scratch: UnsafeMutablePointer<Float>?
             defer { scratch?.deallocate() }
             var i = starts.lastIndex { $0 <= range.lowerBound } ?? 0
             var r = range.lowerBound
             while r < range.upperBound {
-                let m = matrices[i], out = outputs[i], local0 = r - starts[i]
+                let m = matrices[i], out = outputs[i], local0 = r - starts[i], n = m.rows
                 let end = min(range.upperBound, starts[i] + m.rows)
                 let base = m.base, rowBytes = m.rowBytes
                 switch m.type {
                 case .q4_1:
-                    for local in local0..<(local0 + end - r) { out[local] = QuantizedRowDot.q4_1(base + local * rowBytes, x, xsum, blocks: blocks) }
+                    for local in local0..<(local0 + end - r) {
+                        let row = base + local * rowBytes
+                        for b in 0..<batch { out[b * n + local] = QuantizedRowDot.q4_1(row, x + b * columns, xsum + b * xsumStride, blocks: blocks) }
+                    }
                 case .q4_0:
-                    for local in local0..<(local0 + end - r) { out[local] = QuantizedRowDot.q4_0(base + local * rowBytes, x, xsum, blocks: blocks) }
+                    for local in local0..<(local0 + end - r) {
+                        let row = base + local * rowBytes
+                        for b in 0..<batch { out[b * n + local] = QuantizedRowDot.q4_0(row, x + b * columns, xsum + b * xsumStride, blocks: blocks) }
+                    }
                 case .q8_0:
-                    for local in local0..<(local0 + end - r) { out[local] = QuantizedRowDot.q8_0(base + local * rowBytes, x, blocks: blocks) }
+                    for local in local0..<(local0 + end - r) {
+                        let row = base + local * rowBytes
+                        for b in 0..<batch { out[b * n + local] = QuantizedRowDot.q8_0(row, x + b * columns, blocks: blocks) }
+                    }
                 default:
                     if scratch == nil { scratch = .allocate(capacity: columns) }
                     for local in local0..<(local0 + end - r) {
                         GGMLDequantizer.dequantize(m.type, from: base + local * rowBytes, count: columns, into: scratch!)
-                        out[local] = QuantizedKernels.dot(scratch!, x, columns)
+                        for b in 0..<batch { out[b * n + local] = QuantizedKernels.dot(scratch!, x + b * columns, columns) }
                     }
                 }
                 r = end
