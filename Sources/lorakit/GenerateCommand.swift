@@ -63,7 +63,7 @@ struct Generate: ParsableCommand {
         guard prompt.count == 1 else {
             // Several prompts: one batch, each row with its own adapter (PEFT's adapter_names) and its own sampler
             // seeded with --seed, so every reply equals a run of that prompt alone; printed in prompt order.
-            let active = generation.adapters.first.map(\.name) ?? "__base__"
+            let active = try generation.adapters.first.map(\.name) ?? "__base__"
             let batch = BatchGenerator(model: generator.model, tokenizer: tokenizer, stopTokenIDs: generator.stopTokenIDs)
             let results = try batch.generate(zip(ids, perPrompt).map { BatchSequence(prompt: $0, adapter: $1 ?? active, options: options) })
             for (i, result) in results.enumerated() {
