@@ -18,11 +18,12 @@ final class BatchGeneratorTests: XCTestCase {
                                     tieWordEmbeddings: false)
     static let base = AdaptedLinear.baseAdapterName
 
-    /// One printable character per id (a–z, A–Z, 0–9, "!", "#"), no merges: text is the ids spelled out.
+    /// One printable character per id (a–z, A–Z, 0–9, "!", "#"), no merges: text is the ids spelled out ("#" also
+    /// stands in for bytes outside the vocabulary).
     static let tokenizer: BPETokenizer = {
         let chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#".map(String.init)
         return try! BPETokenizer(vocabulary: chars, mergePairs: [], preTokenizer: try! PreTokenizer(ggufName: "gpt2"),
-                                 specialTokenIDs: SpecialTokenIDs(), addBOS: false, source: "test")
+                                 specialTokenIDs: SpecialTokenIDs(unknown: 63), addBOS: false, source: "test")
     }()
 
     /// The random model (weights quantized to `type` when given) with LoRA adapters a (r 2, all linear), b (r 4, all
