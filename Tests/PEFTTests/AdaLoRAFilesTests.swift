@@ -117,7 +117,8 @@ final class AdaLoRAFilesTests: XCTestCase {
         let config2 = try AdapterFiles.loadAdaLoRA(into: reloaded, from: dir)
         XCTAssertEqual(config2.rankPattern, pattern)
         XCTAssertEqual(reloaded.adaLoRARanks()[q1], 0)
-        XCTAssertLessThan(maxAbsDifference(reloaded.outputs(x), expected), 1e-6)
+        // Relative: the sliced products sum in another order (and with other BLAS kernels on other CPUs).
+        XCTAssertLessThan(maxAbsDifference(reloaded.outputs(x), expected) / max(expected.array.map(abs).max()!, 1e-30), 1e-6)
         // Saving the pruned model again writes the same tensors (already at Σmask: left as they are).
         let again = temporaryDirectory()
         try AdapterFiles.saveAdaLoRA(reloaded, config: config2, to: again)

@@ -133,6 +133,26 @@ final class TrainerTests: XCTestCase {
         }
     }
 
+    /// kill -9 between writing the last checkpoint and rotating the old ones leaves keep + 1 checkpoints; a resume
+    /// from the newest finishes that rotation even when it has no step left to run (found by the kill -9 test).
+    /// A resume from an older checkpoint picked by hand rotates nothing away.
+    func testResumeFinishesARotationAKilledRunLeftUndone() throws {
+        var c = configuration("rotation")
+        c.saveEvery = 2; c.keepCheckpoints = 0
+        _ = try makeTrainer(c).run()  // steps 2, 4, 6 kept: the state a kill before rotation leaves with keep = 2
+        let checkpoints = c.outputDirectory.appendingPathComponent("checkpoints")
+        XCTAssertEqual(TrainerCheckpoint.list(in: checkpoints).map(\.step), [2, 4, 6])
+        c.keepCheckpoints = 2
+        let older = checkpoints.appendingPathComponent(TrainerCheckpoint.directoryName(step: 2))
+        let fromOlder = try makeTrainer(c).run(resumeFrom: older, stoppingAfter: 2)
+        XCTAssertEqual(fromOlder.startStep, 2)
+        XCTAssertEqual(TrainerCheckpoint.list(in: checkpoints).map(\.step), [2, 4, 6], "resuming an older checkpoint rotated the newer ones")
+        let atEnd = try makeTrainer(c).run(resumeFrom: c.outputDirectory)
+        XCTAssertEqual(atEnd.startStep, 6)
+        XCTAssertEqual(atEnd.steps.count, 0)
+        XCTAssertEqual(TrainerCheckpoint.list(in: checkpoints).map(\.step), [4, 6])
+    }
+
     func testNonFiniteLossStopsAndKeepsTheLastGoodCheckpoint() throws {
         var c = configuration("nan", iterations: 8)
         c.saveEvery = 2

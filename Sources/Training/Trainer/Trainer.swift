@@ -94,6 +94,13 @@ public final class Trainer {
         try checkDataParallelBatch()
         let checkpoint = try resume.map { try TrainerCheckpoint.load(try TrainerCheckpoint.resolve($0)) }
         if let checkpoint { try checkSettings(of: checkpoint) } else if writes { try prepareOutputDirectory() }
+        // A run killed between writing a checkpoint and rotating the old ones leaves one too many; finish that
+        // rotation now (a resume already at the last step writes no checkpoint that would). Only when resuming from
+        // the newest checkpoint: an older one picked on purpose must not be rotated away.
+        if let checkpoint, writes,
+           TrainerCheckpoint.list(in: checkpointsDirectory).last?.directory.standardizedFileURL.path == checkpoint.directory.standardizedFileURL.path {
+            pruneCheckpoints()
+        }
         model.recomputesActivations = c.recomputeActivations
         let adapterMethod = try prepareAdapter(from: checkpoint)
         let allocator = try prepareAllocator(from: checkpoint)
