@@ -1,6 +1,7 @@
 // Greedy decoding that records, for every generated token, its logit and the runner-up's: the margin tells how
-// close a comparison with another implementation (llama.cpp) was to flipping at that step. Never stops early
-// (like llama.cpp's --ignore-eos), so both sides produce exactly `count` tokens.
+// close a comparison with another implementation (llama.cpp) was to flipping at that step. Never stops early, so
+// both sides produce exactly `count` tokens; to compare with llama.cpp's --ignore-eos, suppress the same
+// end-of-generation tokens (`EndOfGeneration.tokenIDs`), which it never chooses.
 import Foundation
 import TensorCore
 import Tokenizers
@@ -16,18 +17,20 @@ public struct GreedyTraceStep: Sendable {
 }
 
 public enum GreedyTrace {
-    /// `count` greedy tokens after `prompt` through the KV-cache path.
-    public static func run(model: LlamaModel, tokenizer: BPETokenizer, prompt: [Int32], count: Int) throws -> [GreedyTraceStep] {
+    /// `count` greedy tokens after `prompt` through the KV-cache path; `suppressed` ids are never chosen (nor runner-up).
+    public static func run(model: LlamaModel, tokenizer: BPETokenizer, prompt: [Int32], count: Int,
+                           suppressing suppressed: Set<Int32> = []) throws -> [GreedyTraceStep] {
         let cache = KVCache(config: model.config, maxLength: min(model.config.contextLength, prompt.count + count + 1))
         var logits = try model.forward(tokens: prompt, cache: cache)
         var steps: [GreedyTraceStep] = []
         for _ in 0..<count {
-            var best = 0, second = -1
+            var best = -1, second = -1
             logits.withUnsafeBufferPointer { l in
-                for i in 1..<l.count {
-                    if l[i] > l[best] { second = best; best = i } else if second < 0 || l[i] > l[second] { second = i }
+                for i in 0..<l.count where !suppressed.contains(Int32(i)) {
+                    if best < 0 || l[i] > l[best] { second = best; best = i } else if second < 0 || l[i] > l[second] { second = i }
                 }
             }
+            guard best >= 0 else { throw ModelError.invalidArgument(name: "suppressed tokens", reason: "every token of the vocabulary is suppressed") }
             let piece = (try? tokenizer.decode([best], skipSpecialTokens: false)) ?? ""
             steps.append(GreedyTraceStep(id: Int32(best), piece: piece, logit: logits[flat: best],
                                          runnerUp: Int32(max(second, 0)), runnerUpLogit: second >= 0 ? logits[flat: second] : -.infinity))

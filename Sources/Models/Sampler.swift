@@ -16,10 +16,14 @@ public struct SamplingParameters: Equatable, Sendable {
     /// negative ones multiplied; 1 switches it off.
     public var repetitionPenalty: Float
     public var seed: UInt64
+    /// Ids never chosen: their logits become −∞ before anything else (llama.cpp's --ignore-eos does this with the
+    /// end-of-generation tokens, so a reply always runs to its token limit).
+    public var suppressedTokenIDs: Set<Int32>
 
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, repetitionPenalty: Float = 1, seed: UInt64 = 0) {
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, repetitionPenalty: Float = 1, seed: UInt64 = 0,
+                suppressedTokenIDs: Set<Int32> = []) {
         self.temperature = temperature; self.topK = topK; self.topP = topP
-        self.repetitionPenalty = repetitionPenalty; self.seed = seed
+        self.repetitionPenalty = repetitionPenalty; self.seed = seed; self.suppressedTokenIDs = suppressedTokenIDs
     }
 
     /// Throws for values outside their ranges, naming the setting.
@@ -52,6 +56,7 @@ public struct Sampler {
     /// The next token for logits [vocab], given every token of the sequence so far (for the penalty).
     public mutating func sample(logits: Tensor, history: [Int32]) -> Int32 {
         var scores = logits.array
+        for id in parameters.suppressedTokenIDs where scores.indices.contains(Int(id)) { scores[Int(id)] = -.infinity }
         applyRepetitionPenalty(&scores, history: history)
         guard parameters.isSampling, scores.count > 1 else { return Int32(Self.argmax(scores)) }
         let t = parameters.temperature

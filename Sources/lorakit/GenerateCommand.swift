@@ -17,6 +17,8 @@ struct Generate: ParsableCommand {
     @Option(help: "System message for --chat (default: the template's own, if any).") var system: String?
     @Option(help: "With --temperature 0: write each greedy token's id, logit and runner-up margin to this JSON file (exactly --max-tokens tokens, no early stop).")
     var trace: String?
+    @Flag(name: .customLong("ignore-eos"), help: "Never choose an end-of-generation token (the model's EOS and end-of-turn markers), as llama.cpp's --ignore-eos: every reply runs to --max-tokens.")
+    var ignoreEOS = false
 
     func validate() throws {
         if system != nil && !chat { throw ValidationError("--system needs --chat") }
@@ -59,7 +61,9 @@ struct Generate: ParsableCommand {
             let messages = (system.map { [ChatMessage.system($0)] } ?? []) + [.user(text)]
             return encodeChat(template.render(messages), tokenizer: tokenizer)
         }
-        let options = generation.options(endOfTurn: template, tokenizer: tokenizer)
+        var options = generation.options(endOfTurn: template, tokenizer: tokenizer)
+        let endOfGeneration = EndOfGeneration.tokenIDs(tokenizer: tokenizer, stopTokenIDs: generator.stopTokenIDs.union(options.stopTokenIDs))
+        if ignoreEOS { options.sampling.suppressedTokenIDs = endOfGeneration }
         guard prompt.count == 1 else {
             // Several prompts: one batch, each row with its own adapter (PEFT's adapter_names) and its own sampler
             // seeded with --seed, so every reply equals a run of that prompt alone; printed in prompt order.
@@ -77,7 +81,8 @@ struct Generate: ParsableCommand {
             if name != "__base__" { try loaded.model.setActiveAdapters([name]) }
         }
         if let trace {
-            let steps = try GreedyTrace.run(model: generator.model, tokenizer: tokenizer, prompt: ids[0], count: generation.maxTokens)
+            let steps = try GreedyTrace.run(model: generator.model, tokenizer: tokenizer, prompt: ids[0], count: generation.maxTokens,
+                                             suppressing: ignoreEOS ? endOfGeneration : [])
             print(steps.map(\.piece).joined())
             try AtomicFile.write(GreedyTrace.json(prompt: ids[0], steps: steps), to: URL(fileURLWithPath: trace))
             return

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interoperability with llama.cpp itself (built by scripts/interop/build-llama-cpp.sh), separate from the fast suite:
 #   1. a LoRA trained by LoRAKit on SmolLM2, exported to GGUF: llama.cpp's greedy 20 tokens with --lora equal
-#      `lorakit generate --adapter` on the same F32 (dequantized) base; on a difference it reports the first
-#      divergent token and LoRAKit's logit margin there;
+#      `lorakit generate --adapter` on the same F32 (dequantized) base, for three test prompts (both sides with
+#      --ignore-eos: end-of-generation tokens are never chosen, so 20 tokens run past the date); on a difference it
+#      reports the first divergent token and LoRAKit's logit margin there;
 #   2. the adapter merged by LoRAKit (`merge --to gguf --type f32`) equals llama.cpp's own merge (llama-export-lora)
 #      tensor by tensor, and llama.cpp's greedy output of the merged file equals LoRAKit's; q8_0/q4_1/q4_0 merges
 #      are loaded and compared too (agreement reported);
@@ -40,23 +41,33 @@ echo "== work folder $work, llama.cpp $bin, threads $threads"
 "$lorakit" train --model "$smol" --data "$work/data" --out "$work/run" --rank 8 --alpha 16 --targets all-linear \
     --iters 20 --batch-size 4 --max-length 64 --learning-rate 1e-3 --eval-every 0 --save-every 0 --overwrite >"$work/train.log" 2>&1
 "$lorakit" export --adapter "$work/run" --to gguf --model "$work/base-f32.gguf" --out "$work/adapter.gguf" --overwrite
-prompt=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["prompt"], end="")' "$work/data/test.jsonl")
+prompts=3
+for i in $(seq 1 $prompts); do
+    "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[int(sys.argv[2]) - 1])["prompt"], end="")' \
+        "$work/data/test.jsonl" "$i" > "$work/prompt-$i.txt"
+done
 
-compare() {  # compare LABEL MODEL [ADAPTER]: llama.cpp greedy vs LoRAKit greedy (20 tokens); prints the report
-    local label=$1 model=$2 adapter=${3:-}
+compare() {  # compare LABEL MODEL [ADAPTER]: llama.cpp greedy vs LoRAKit greedy (20 tokens) on every prompt
+    local label=$1 model=$2 adapter=${3:-} ok=0
+    for i in $(seq 1 $prompts); do compare_one "$label-$i" "$model" "$adapter" "$(cat "$work/prompt-$i.txt")" || ok=1; done
+    return $ok
+}
+
+compare_one() {  # compare_one LABEL MODEL ADAPTER PROMPT; prints the report
+    local label=$1 model=$2 adapter=$3 prompt=$4
     local lora=() ours=()
     [ -n "$adapter" ] && lora=(--lora "$adapter") && ours=(--adapter "$adapter")
-    "$bin/llama-completion" -m "$model" "${lora[@]}" -p "$prompt" -n 20 --ignore-eos --temp 0 --seed 0 -no-cnv \
+    "$bin/llama-completion" -m "$model" "${lora[@]}" -p "$prompt" -n 20 --ignore-eos --special --temp 0 --seed 0 -no-cnv \
         --no-display-prompt -t "$threads" -c 256 -b 256 2>"$work/$label.llama.log" >"$work/$label.llama.txt" || {
-        tail -5 "$work/$label.llama.log"; fail "$label: llama.cpp did not run"; return; }
-    "$lorakit" generate --model "$model" "${ours[@]}" --prompt "$prompt" --temperature 0 --max-tokens 20 \
+        tail -5 "$work/$label.llama.log"; echo "$label: llama.cpp did not run"; return 1; }
+    "$lorakit" generate --model "$model" "${ours[@]}" --prompt "$prompt" --temperature 0 --max-tokens 20 --ignore-eos \
         --trace "$work/$label.trace.json" >/dev/null
     "$py" - "$work/$label.llama.txt" "$work/$label.trace.json" "$label" <<'PY'
 import json, sys
 llama = open(sys.argv[1], encoding="utf-8", errors="replace").read()
 trace = json.load(open(sys.argv[2]))
 ours = "".join(s["piece"] for s in trace["steps"])
-if llama.startswith(ours) and len(llama) - len(ours) <= 1:   # llama-completion may end with a newline
+if llama.startswith(ours) and llama[len(ours):] in ("", "\n", "\n\n"):   # llama-completion ends its output with newlines
     print(f"{sys.argv[3]}: 20/20 tokens agree, min margin {min(s['margin'] for s in trace['steps']):.3f}: {ours!r}")
     sys.exit(0)
 pos = next((i for i, (a, b) in enumerate(zip(llama, ours)) if a != b), min(len(llama), len(ours)))
