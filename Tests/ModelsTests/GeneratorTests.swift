@@ -39,6 +39,33 @@ final class GeneratorTests: XCTestCase {
         XCTAssertEqual(reply.stopReason, .stopToken(2))
     }
 
+    /// `generate --ignore-eos`: SmolLM2's end-of-generation set is its EOS <|im_end|> (2) and <|endoftext|> (0), as
+    /// llama.cpp finds it; suppressed, the chat reply runs past its end of turn to the token limit, and the greedy trace
+    /// (what the llama.cpp comparison reads) chooses exactly the generator's tokens.
+    func testIgnoringEndOfGenerationRunsToTheTokenLimit() throws {
+        let loaded = try SmolLM2.load()
+        let generator = try Generator(loaded)
+        let endOfGeneration = EndOfGeneration.tokenIDs(tokenizer: generator.tokenizer, stopTokenIDs: generator.stopTokenIDs)
+        XCTAssertEqual(endOfGeneration, [0, 2])
+        let ids = try SmolLM2.prompts()[5].ids
+        let reply = try generator.generate(prompt: ids, options: GenerationOptions(
+            maxNewTokens: 12, sampling: SamplingParameters(suppressedTokenIDs: endOfGeneration)))
+        XCTAssertEqual(reply.stopReason, .maxTokens)
+        XCTAssertEqual(reply.tokens.count, 12)
+        XCTAssertTrue(reply.text.hasPrefix("The capital of France is Paris."), reply.text)
+        XCTAssertTrue(endOfGeneration.isDisjoint(with: reply.tokens))
+        let trace = try GreedyTrace.run(model: generator.model, tokenizer: generator.tokenizer, prompt: ids, count: 12,
+                                        suppressing: endOfGeneration)
+        XCTAssertEqual(trace.map(\.id), reply.tokens)
+        XCTAssertTrue(trace.allSatisfy { !endOfGeneration.contains($0.runnerUp) && $0.margin >= 0 })
+        // Unsuppressed, the trace chooses the end of turn where the plain reply stops, after the same tokens.
+        let natural = try generator.generate(prompt: ids, options: GenerationOptions(maxNewTokens: 12))
+        XCTAssertEqual(natural.stopReason, .stopToken(2))
+        let plain = try GreedyTrace.run(model: generator.model, tokenizer: generator.tokenizer, prompt: ids, count: 12)
+        XCTAssertEqual(plain.map(\.id).firstIndex(of: 2), natural.tokens.count - 1)
+        XCTAssertEqual(Array(plain.map(\.id).prefix(natural.tokens.count - 1)), Array(reply.tokens.prefix(natural.tokens.count - 1)))
+    }
+
     func testPromptLongerThanContextIsAnError() throws {
         let loaded = try SmolLM2.load()
         let generator = try Generator(loaded)

@@ -26,6 +26,16 @@ final class SamplerTests: XCTestCase {
         XCTAssertEqual(greedy.sample(logits: Tensor([-1.0, -0.6, -3.0, -1.2], shape: [4]), history: [1]), 1)
     }
 
+    func testSuppressedTokensAreNeverChosen() throws {
+        let logits = Tensor([1.0, 3.0, 2.9, -1.0], shape: [4])
+        var greedy = try Sampler(SamplingParameters(suppressedTokenIDs: [1, 7]))  // ids outside the vocabulary are ignored
+        XCTAssertEqual(greedy.sample(logits: logits, history: []), 2)
+        let f = try frequencies([1.0, 3.0, 2.9, -1.0], SamplingParameters(temperature: 1, seed: 3, suppressedTokenIDs: [1, 2]))
+        XCTAssertEqual(f[1] + f[2], 0)
+        let e = [1.0, -1.0].map { exp($0) }
+        XCTAssertEqual(f[0], e[0] / (e[0] + e[1]), accuracy: 0.012)
+    }
+
     func testTemperatureSamplingFollowsSoftmax() throws {
         let logits: [Float] = [0, 1, 2, 0.5]
         for temperature: Float in [1, 0.5] {
