@@ -26,6 +26,8 @@ struct DemoFineTune: ParsableCommand {
     @Option(help: "LoRA rank.") var rank = 8
     @Flag(help: "Train DoRA instead of plain LoRA (same rank and targets).") var dora = false
     @Option(help: "LoRA+: lora_B learns at this multiple of the learning rate.") var loraplusLrRatio: Double?
+    @Flag(help: "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r.") var rslora = false
+    @Option(name: .customLong("init"), help: "LoRA initialisation (PEFT init_lora_weights): default, gaussian, pissa, pissa_niter_<K>, olora.") var initMethod: String?
     @Option(help: "AdaLoRA: initial rank of every module.") var initRank = 12
     @Option(help: "AdaLoRA: target average rank (final budget = target rank × modules).") var targetRank = 8
     @Option(help: "LoRA alpha.") var alpha = 16.0
@@ -60,6 +62,7 @@ struct DemoFineTune: ParsableCommand {
         options.evalEvery = max(1, iters / 3); options.saveEvery = iters; options.seed = seed
         options.maxLength = 128; options.overwrite = true
         options.dora = dora; options.loraplusLrRatio = loraplusLrRatio
+        options.rslora = rslora; options.initLoraWeights = initMethod
         let plan = try options.resolved()
         let trainStart = Date()
         let summary = try TrainingRun.execute(plan, model: loaded.model, tokenizer: tokenizer, chatTemplate: loaded.chatTemplate,
@@ -69,7 +72,10 @@ struct DemoFineTune: ParsableCommand {
         // Adapted model accuracy (adapter still attached and active).
         let after = try ExactMatch.evaluate(model: loaded.model, tokenizer: tokenizer, chatTemplate: template,
                                             stopTokenIDs: loaded.stopTokenIDs, cases: cases)
-        let label = plan.method.displayName == "LoRA" && plan.lora.useDoRA ? "DoRA" : plan.method.displayName
+        var label = plan.method.displayName == "LoRA" && plan.lora.useDoRA ? "DoRA" : plan.method.displayName
+        let variants = [loraplusLrRatio.map { "LoRA+ ×" + String(format: "%g", $0) }, rslora ? "rsLoRA" : nil,
+                        initMethod.map { "init \($0)" }].compactMap { $0 }
+        if !variants.isEmpty { label += " (" + variants.joined(separator: ", ") + ")" }
         print(String(format: "\nTest exact match: base %.1f%% → ", 100 * before.accuracy) + label
             + String(format: " %.1f%% (%d/%d); training took %.0f s, whole demo %.0f s",
                      100 * after.accuracy, after.correct, after.total, trainSeconds, Date().timeIntervalSince(start)))
