@@ -89,6 +89,7 @@ struct GenerationArguments: ParsableArguments {
 
     /// Prompt/generation speed of one reply on standard error (in a batch, decode time is the batch's until the row ended).
     func printStats(_ result: GenerationResult) {
+        fflush(stdout)  // after the reply print() may still hold, so each stats line follows its own reply
         let decoded = max(result.tokens.count - 1, 0)
         let message = String(format: "[prompt %d tokens (%d cached) in %.3f s; %d tokens in %.3f s, %.1f tokens/s; stop: %@]\n",
                              result.promptTokenCount, result.reusedPromptTokens, result.prefillSeconds, result.tokens.count,
