@@ -21,6 +21,7 @@ struct Combine: ParsableCommand {
     @Option(help: "ties / magnitude_prune / dare_linear: fraction of values kept, in [0, 1].") var density: Double?
     @Option(help: "dare_linear: seed of the random masks (default 0).") var seed: UInt64 = 0
     @Option(help: "Output directory for the combined adapter.") var out: String
+    @Flag(help: "Replace an adapter already in --out.") var overwrite = false
     @Flag(help: "Print the result as JSON.") var json = false
 
     /// "DIR:0.7" → (DIR, 0.7); a path with no numeric suffix has weight 1.
@@ -37,24 +38,31 @@ struct Combine: ParsableCommand {
             throw ValidationError("--method \(method): use one of \(AdapterCombinationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard !adapter.isEmpty else { throw ValidationError("give at least one --adapter DIR:WEIGHT") }
+        let outURL = URL(fileURLWithPath: out)
+        let existing = [AdapterFiles.configName, AdapterFiles.weightsName].filter {
+            FileManager.default.fileExists(atPath: outURL.appendingPathComponent($0).path)
+        }
+        if !existing.isEmpty && !overwrite {
+            throw ValidationError("\(out) already holds an adapter (\(existing.joined(separator: ", "))); pass --overwrite to replace it")
+        }
         try BLAS.ensureAvailable()
         let sources = try adapter.map { text -> CombinationSource in
             let (path, weight) = try Self.parseSource(text)
             return CombinationSource(name: path, weight: weight, adapter: try LoRAAdapterMatrices.load(from: URL(fileURLWithPath: path)))
         }
         let result = try WeightedAdapterCombination.combine(sources, method: kind, rank: rank, density: density, seed: seed)
-        try result.adapter.save(to: URL(fileURLWithPath: out))
+        try result.adapter.save(to: outURL)  // each file written to a temporary, then renamed
         let errors = result.truncationErrors
         let worst = errors.map { $0.norm > 0 ? $0.frobenius / $0.norm : 0 }.max() ?? 0
         let total = errors.reduce(0) { $0 + Double($1.frobenius) * Double($1.frobenius) }.squareRoot()
         let totalNorm = errors.reduce(0) { $0 + Double($1.norm) * Double($1.norm) }.squareRoot()
         if json {
-            var modules: [String] = []
-            for e in errors {
-                modules.append("{\"module\": \"\(e.module)\", \"frobenius_error\": \(e.frobenius), \"delta_norm\": \(e.norm)}")
-            }
-            print("{\"method\": \"\(result.method.rawValue)\", \"rank\": \(result.adapter.config.r), \"modules\": \(result.adapter.modules.count), "
-                + "\"out\": \"\(out)\", \"eckart_young\": [\(modules.joined(separator: ", "))]}")
+            let report: [String: Any] = [
+                "method": result.method.rawValue, "rank": result.adapter.config.r, "modules": result.adapter.modules.count, "out": out,
+                "eckart_young": errors.map { ["module": $0.module, "frobenius_error": Double($0.frobenius), "delta_norm": Double($0.norm)] as [String: Any] },
+            ]
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
             return
         }
         print("\(result.method.rawValue): \(sources.count) adapters → rank \(result.adapter.config.r) on \(result.adapter.modules.count) modules, written to \(out)")

@@ -187,3 +187,41 @@ extension HuggingFaceParityTests {
         }
     }
 }
+
+extension HuggingFaceParityTests {
+    /// PEFT's OLoRA (`init_lora_weights="olora"`, fixtures/peft/llama_olora, made by
+    /// scripts/reference/make_peft_init_fixtures.py): B = Q[:, :r], A = R[:r] of the QR of W, and W − s·B·A left as
+    /// the base. The residual base and s·B·A equal PEFT's; the factors equal it up to one sign per column of Q / row
+    /// of R (Householder QR fixes them only up to sign); the logits equal the base's and PEFT's.
+    func testOLoRAInitialisationMatchesPEFT() throws {
+        let model = try loadBase()
+        let io = try io("llama_olora")
+        let rows = try inputRows(io)
+        var config = LoRAConfig(r: 4, loraAlpha: 8, targetModules: .names(["q_proj", "v_proj"]))
+        config.initialization = .olora
+        var rng = RandomGenerator(seed: 1)
+        try model.addLoRA(config, rng: &rng)
+        var flipped = 0
+        for layer in 0..<2 { for projection in ["q_proj", "v_proj"] {
+            let path = "model.layers.\(layer).self_attn.\(projection)"
+            let linear = try XCTUnwrap(model.linear(at: path), path)
+            let branch = try XCTUnwrap(linear.adapter(named: "default") as? LoRABranch, path)
+            let a = try io.tensor("init.\(path).lora_A"), b = try io.tensor("init.\(path).lora_B")
+            let residual = try io.tensor("residual.\(path).weight")
+            let scale = max(residual.array.map(abs).max()!, 1e-30)
+            XCTAssertLessThan(maxAbsDifference(linear.weight.value, residual) / scale, 1e-5, "\(path) residual base")
+            XCTAssertLessThan(maxAbsDifference(branch.deltaWeight(), Tensor.matmul(b, a, alpha: 2)) / scale, 1e-5, "\(path) s·B·A")
+            for j in 0..<4 {
+                let ours = (0..<b.shape[0]).map { branch.b.value[$0, j] }, theirs = (0..<b.shape[0]).map { b[$0, j] }
+                let sign: Float = zip(ours, theirs).reduce(0) { $0 + $1.0 * $1.1 } >= 0 ? 1 : -1
+                if sign < 0 { flipped += 1 }
+                for (x, y) in zip(ours, theirs) { XCTAssertEqual(x, sign * y, accuracy: 1e-5, "\(path) B[:, \(j)]") }
+                for c in 0..<a.shape[1] { XCTAssertEqual(branch.a.value[j, c], sign * a[j, c], accuracy: 1e-4, "\(path) A[\(j), :]") }
+            }
+        } }
+        let logits = try model.logits(ids: rows)
+        XCTAssertLessThan(maxAbsDifference(logits, try io.tensor("logits.olora")), 1e-4)
+        XCTAssertLessThan(maxAbsDifference(logits, try io.tensor("logits.base")), 1e-4)
+        print("OLoRA parity: \(flipped) of 16 Q columns have the opposite sign to torch's")
+    }
+}

@@ -22,9 +22,24 @@ extension LoRAKitCLITests {
         XCTAssertEqual(written.config.r, 6)
         XCTAssertEqual(written.modules.map(\.a), expected.adapter.modules.map(\.a))
         XCTAssertEqual(written.modules.map(\.b), expected.adapter.modules.map(\.b))
-        let bad = try lorakit(["combine", "--adapter", a.path, "--adapter", Fixtures.url("peft/breadth/sources/c").path, "--method", "linear", "--out", out.path])
+        let bad = try lorakit(["combine", "--adapter", a.path, "--adapter", Fixtures.url("peft/breadth/sources/c").path, "--method", "linear",
+                               "--out", out.path, "--overwrite"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("equal ranks"), bad.stderr)
+
+        // The adapter written first is not replaced without --overwrite; with it (and --json) it is.
+        let weights = out.appendingPathComponent(AdapterFiles.weightsName)
+        let before = try Data(contentsOf: weights)
+        let again = try lorakit(["combine", "--adapter", a.path, "--adapter", b.path, "--method", "cat", "--out", out.path])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.stderr.contains("--overwrite") && again.stderr.contains(out.path), again.stderr)
+        XCTAssertEqual(try Data(contentsOf: weights), before)
+        let replaced = try lorakit(["combine", "--adapter", a.path, "--adapter", b.path, "--method", "cat", "--out", out.path, "--overwrite", "--json"])
+        XCTAssertEqual(replaced.status, 0, replaced.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(replaced.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(report["method"] as? String, "cat")
+        XCTAssertEqual(report["rank"] as? Int, 8)
+        XCTAssertEqual(try LoRAAdapterMatrices.load(from: out).config.r, 8)
     }
 
     func testGenerateRunsEachPromptWithItsOwnAdapter() throws {
