@@ -19,6 +19,9 @@ public struct MergedGGUFSummary: Sendable {
     public let mergedModules: [String]
     /// Matrices written as F16 because their rows are not whole blocks of `type`.
     public let f16Fallbacks: [String]
+    /// Whether the file carries a tokenizer (tokenizer.ggml.*): llama.cpp refuses a model without one. A Hugging
+    /// Face base without tokenizer.json gives a file without it.
+    public let hasTokenizer: Bool
 }
 
 public enum MergedGGUFWriter {
@@ -117,7 +120,8 @@ public enum MergedGGUFWriter {
         if let head = model.lmHead { try matrix("output.weight", head.base.denseValue) }
         try writer.write(to: url, overwrite: overwrite)
         let bytes = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
-        return MergedGGUFSummary(tensorCount: writer.tensors.count, bytes: bytes, type: type, mergedModules: mergedModules, f16Fallbacks: fallbacks)
+        return MergedGGUFSummary(tensorCount: writer.tensors.count, bytes: bytes, type: type, mergedModules: mergedModules, f16Fallbacks: fallbacks,
+                                 hasTokenizer: writer.metadata["tokenizer.ggml.model"] != nil)
     }
 
     /// `<arch>.*` hyper-parameters as llama.cpp's converter writes them.

@@ -64,7 +64,7 @@ final class MergedGGUFWriterTests: XCTestCase {
         let hf = directory.appendingPathComponent("hf")
         try MergedModelWriter.merge(model: tiny, adapter: Fixtures.url("peft/llama_lora/adapter"), to: hf)  // HF dir with tokenizer files
         let out = directory.appendingPathComponent("from-hf.gguf")
-        try MergedGGUFWriter.merge(model: hf, adapter: nil, to: out, type: .f32)
+        XCTAssertTrue(try MergedGGUFWriter.merge(model: hf, adapter: nil, to: out, type: .f32).hasTokenizer)
         let fromHF = try ModelLoader.load(out), original = try ModelLoader.load(hf)
         XCTAssertEqual(fromHF.model.config, original.model.config)
         let rows = try inputRows("llama_lora")
@@ -83,7 +83,9 @@ final class MergedGGUFWriterTests: XCTestCase {
             let rows = [Array(ids[0..<7]), Array(ids[7..<14])]
             for source in [Fixtures.url("families/\(family)/model.gguf"), Fixtures.url("families/\(family)/hf")] {
                 let out = directory.appendingPathComponent("\(family)-\(source.lastPathComponent).gguf")
-                try MergedGGUFWriter.merge(model: source, adapter: nil, to: out, type: .f32, overwrite: true)
+                let summary = try MergedGGUFWriter.merge(model: source, adapter: nil, to: out, type: .f32, overwrite: true)
+                // The HF copies have no tokenizer.json: the file says so (the CLI warns that llama.cpp needs one).
+                XCTAssertEqual(summary.hasTokenizer, source.pathExtension == "gguf", "\(family) \(source.lastPathComponent)")
                 let file = try GGUFFile(url: out)
                 XCTAssertEqual(file.metadata["general.architecture"]?.stringValue, family == "llama_bias" ? "llama" : family)
                 if family == "qwen3" { XCTAssertNotNil(file.tensorInfo("blk.1.attn_k_norm.weight")) }

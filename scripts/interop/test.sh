@@ -8,6 +8,9 @@
 #      tensor by tensor, and llama.cpp's greedy output of the merged file equals LoRAKit's; q8_0/q4_1/q4_0 merges
 #      are loaded and compared too (agreement reported);
 #   3. gguf-py (llama.cpp's reader) reads back what LoRAKit wrote; PEFT → GGUF → PEFT of a PEFT fixture is lossless.
+#   4. the other GGUF families (tiny random-weight fixtures of llama with biases, mistral, qwen2, qwen3): llama.cpp
+#      loads each, and its greedy tokens equal LoRAKit's for the base, for a LoRA trained by LoRAKit and exported to
+#      GGUF (--lora), and for that LoRA merged into the base (`merge --to gguf`).
 # Usage: scripts/interop/test.sh   (env: LORAKIT_MODELS, INTEROP_DIR work folder, LORAKIT_THREADS)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -134,6 +137,29 @@ assert filecmp.cmp(src + "/adapter_config.json", back + "/adapter_config.json", 
 print(f"PEFT -> GGUF -> PEFT: {len(a)} tensors bit-identical, adapter_config.json identical")
 PY
 then pass "gguf-py read-back and lossless PEFT round trip"; else fail "read-back / round trip"; fi
+
+echo "== 4. other architectures: llama with biases, mistral, qwen2, qwen3"
+"$py" - "$work/families-data" <<'PY'
+import json, os, random, sys
+r = random.Random(3)
+chars = [chr(c) for c in range(0x21, 0x7b)]  # inside the fixtures' tiny vocabulary
+os.makedirs(sys.argv[1], exist_ok=True)
+for name, n in (("train.jsonl", 64), ("valid.jsonl", 8)):
+    with open(os.path.join(sys.argv[1], name), "w") as f:
+        f.writelines(json.dumps({"text": "hello(" + "".join(r.choice(chars) for _ in range(12)) + ")"}) + "\n" for _ in range(n))
+PY
+for fam in llama_bias mistral qwen2 qwen3; do
+    dir="$root/Tests/Fixtures/families/$fam" ok=0
+    "$lorakit" train --model "$dir/model.gguf" --data "$work/families-data" --out "$work/$fam-run" --rank 4 --alpha 8 \
+        --targets all-linear --iters 10 --batch-size 4 --max-length 32 --learning-rate 5e-2 --eval-every 0 --save-every 0 \
+        --overwrite >"$work/$fam-train.log" 2>&1
+    "$lorakit" export --adapter "$work/$fam-run" --to gguf --model "$dir/model.gguf" --out "$work/$fam-adapter.gguf" --overwrite >/dev/null
+    "$lorakit" merge --model "$dir/model.gguf" --adapter "$work/$fam-run" --to gguf --type f32 --out "$work/$fam-merged.gguf" --overwrite >/dev/null
+    compare_one "$fam-base" "$dir/model.gguf" "" "hello(world)" || ok=1
+    compare_one "$fam-adapter" "$dir/model.gguf" "$work/$fam-adapter.gguf" "hello(world)" || ok=1
+    compare_one "$fam-merged" "$work/$fam-merged.gguf" "" "hello(world)" || ok=1
+    if [ $ok = 0 ]; then pass "$fam: base, GGUF adapter and merged GGUF agree with llama.cpp"; else fail "$fam greedy tokens"; fi
+done
 
 echo "$passes passed, $failures failed"
 [ "$failures" = 0 ]
