@@ -24,16 +24,18 @@ public enum GreedyTrace {
         var logits = try model.forward(tokens: prompt, cache: cache)
         var steps: [GreedyTraceStep] = []
         for _ in 0..<count {
-            var best = -1, second = -1
-            logits.withUnsafeBufferPointer { l in
-                for i in 0..<l.count where !suppressed.contains(Int32(i)) {
-                    if best < 0 || l[i] > l[best] { second = best; best = i } else if second < 0 || l[i] > l[second] { second = i }
-                }
+            var scores = logits.array
+            Sampler.suppress(suppressed, in: &scores)  // as the sampler does: −∞, never chosen
+            var best = 0, second = -1
+            for i in 1..<scores.count {
+                if scores[i] > scores[best] { second = best; best = i } else if second < 0 || scores[i] > scores[second] { second = i }
             }
-            guard best >= 0 else { throw ModelError.invalidArgument(name: "suppressed tokens", reason: "every token of the vocabulary is suppressed") }
+            guard scores[best] > -.infinity else {
+                throw ModelError.invalidArgument(name: "suppressed tokens", reason: "every token of the vocabulary is suppressed")
+            }
             let piece = (try? tokenizer.decode([best], skipSpecialTokens: false)) ?? ""
-            steps.append(GreedyTraceStep(id: Int32(best), piece: piece, logit: logits[flat: best],
-                                         runnerUp: Int32(max(second, 0)), runnerUpLogit: second >= 0 ? logits[flat: second] : -.infinity))
+            steps.append(GreedyTraceStep(id: Int32(best), piece: piece, logit: scores[best],
+                                         runnerUp: Int32(max(second, 0)), runnerUpLogit: second >= 0 ? scores[second] : -.infinity))
             if steps.count < count { logits = try model.forward(tokens: [Int32(best)], cache: cache) }
         }
         return steps

@@ -56,7 +56,7 @@ public struct Sampler {
     /// The next token for logits [vocab], given every token of the sequence so far (for the penalty).
     public mutating func sample(logits: Tensor, history: [Int32]) -> Int32 {
         var scores = logits.array
-        for id in parameters.suppressedTokenIDs where scores.indices.contains(Int(id)) { scores[Int(id)] = -.infinity }
+        Self.suppress(parameters.suppressedTokenIDs, in: &scores)
         applyRepetitionPenalty(&scores, history: history)
         guard parameters.isSampling, scores.count > 1 else { return Int32(Self.argmax(scores)) }
         let t = parameters.temperature
@@ -92,6 +92,11 @@ public struct Sampler {
             z = above
         }
         return draw(candidates, maxScore: maxScore, total: z)
+    }
+
+    /// Sets the scores of `ids` to −∞ (ids outside the vocabulary are ignored), so no choice can take them.
+    static func suppress(_ ids: Set<Int32>, in scores: inout [Float]) {
+        for id in ids where scores.indices.contains(Int(id)) { scores[Int(id)] = -.infinity }
     }
 
     /// Draws one id with probability exp(score − maxScore) / total from (id, score) pairs.

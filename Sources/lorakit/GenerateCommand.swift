@@ -62,8 +62,9 @@ struct Generate: ParsableCommand {
             return encodeChat(template.render(messages), tokenizer: tokenizer)
         }
         var options = generation.options(endOfTurn: template, tokenizer: tokenizer)
-        let endOfGeneration = EndOfGeneration.tokenIDs(tokenizer: tokenizer, stopTokenIDs: generator.stopTokenIDs.union(options.stopTokenIDs))
-        if ignoreEOS { options.sampling.suppressedTokenIDs = endOfGeneration }
+        if ignoreEOS {
+            options.sampling.suppressedTokenIDs = EndOfGeneration.tokenIDs(tokenizer: tokenizer, stopTokenIDs: generator.stopTokenIDs.union(options.stopTokenIDs))
+        }
         guard prompt.count == 1 else {
             // Several prompts: one batch, each row with its own adapter (PEFT's adapter_names) and its own sampler
             // seeded with --seed, so every reply equals a run of that prompt alone; printed in prompt order.
@@ -82,7 +83,7 @@ struct Generate: ParsableCommand {
         }
         if let trace {
             let steps = try GreedyTrace.run(model: generator.model, tokenizer: tokenizer, prompt: ids[0], count: generation.maxTokens,
-                                             suppressing: ignoreEOS ? endOfGeneration : [])
+                                             suppressing: options.sampling.suppressedTokenIDs)
             print(steps.map(\.piece).joined())
             try AtomicFile.write(GreedyTrace.json(prompt: ids[0], steps: steps), to: URL(fileURLWithPath: trace))
             return
