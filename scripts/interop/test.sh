@@ -44,11 +44,13 @@ echo "== work folder $work, llama.cpp $bin, threads $threads"
 "$lorakit" train --model "$smol" --data "$work/data" --out "$work/run" --rank 8 --alpha 16 --targets all-linear \
     --iters 20 --batch-size 4 --max-length 64 --learning-rate 1e-3 --eval-every 0 --save-every 0 --overwrite >"$work/train.log" 2>&1
 "$lorakit" export --adapter "$work/run" --to gguf --model "$work/base-f32.gguf" --out "$work/adapter.gguf" --overwrite
-prompts=3
-for i in $(seq 1 $prompts); do
-    "$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readlines()[int(sys.argv[2]) - 1])["prompt"], end="")' \
-        "$work/data/test.jsonl" "$i" > "$work/prompt-$i.txt"
-done
+prompts=3  # the first test prompts, one file each (prompt-1.txt …)
+"$py" - "$work/data/test.jsonl" "$work" "$prompts" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).readlines()[:int(sys.argv[3])]
+for i, line in enumerate(lines, 1):
+    open(f"{sys.argv[2]}/prompt-{i}.txt", "w").write(json.loads(line)["prompt"])
+PY
 
 compare() {  # compare LABEL MODEL [ADAPTER]: llama.cpp greedy vs LoRAKit greedy (20 tokens) on every prompt
     local label=$1 model=$2 adapter=${3:-} ok=0
