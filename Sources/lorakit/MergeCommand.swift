@@ -43,8 +43,8 @@ struct Merge: ParsableCommand {
             print(String(format: "Wrote %@: %d tensors, %.1f MB, matrices %@%@ (%.1f s)", out, s.tensorCount, Double(s.bytes) / 1e6, s.type.name,
                          s.f16Fallbacks.isEmpty ? "" : " (\(s.f16Fallbacks.count) as F16: rows not whole blocks)", Date().timeIntervalSince(started)))
             if !s.hasTokenizer {
-                FileHandle.standardError.write(Data(("warning: \(out) has no tokenizer: \(model) has no tokenizer.json, and llama.cpp does not "
-                    + "load a model without one; merge from a directory with tokenizer.json or from the model's GGUF file\n").utf8))
+                FileHandle.standardError.write(Data(("warning: \(out) has no tokenizer: \(model) carries none (no tokenizer.json or "
+                    + "tokenizer.ggml.*), and llama.cpp does not load a model without one; merge from a base that has one\n").utf8))
             }
             return
         }
